@@ -22,13 +22,14 @@ def plot_schedules(schedules=PAPER_SCHEDULES, # {label: schedule}, or a list of 
                    total_steps:int=None,      # draw against optimizer steps of a run this long, not progress
                    title:str="Masking-rate schedules",
                   )->go.Figure:
-    "One line per schedule: masking rate over training, with each schedule's mean rate in the legend."
+    "One line per schedule (constants dashed): masking rate over training, with each schedule's mean rate in the legend."
     df = schedule_frame(schedules, points=points, total_steps=total_steps)
     x = "progress" if total_steps is None else "step"
     fig = go.Figure()
     for label, curve in df.groupby("schedule", sort=False):
         spec = curve.spec.iloc[0]
         fig.add_scatter(x=curve[x], y=curve.mask_rate, mode="lines", meta=spec,
+                        line_dash="dash" if spec.startswith("constant(") else "solid",  # constants are the baselines
                         name=f"{label} · mean {mean_rate(spec, total_steps):.1%}",
                         hovertemplate=f"{html.escape(spec)}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
     fig.update_layout(title=title, template="plotly_white", hovermode="x unified", legend_title_text="schedule · mean rate",

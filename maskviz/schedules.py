@@ -126,10 +126,8 @@ class Schedule:
         "The schedule described by `d`, as written by `to_dict`."
         if not isinstance(d, Mapping) or "family" not in d:
             raise ValueError(f"a schedule dict needs a 'family' key, e.g. {{'family': 'linear', 'start': 0.3, 'end': 0.15}}; got {d!r}")
-        d = dict(d)
-        name = d.pop("family")
-        kwargs = {k: cls.from_dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
-        return _construct(name, [], kwargs, context=f"in {d!r}")
+        kwargs = {k: cls.from_dict(v) if isinstance(v, Mapping) else v for k, v in d.items() if k != "family"}
+        return _construct(d["family"], [], kwargs, context=f"in {dict(d)!r}")
 
 # %% ../nbs/00_schedules.ipynb #d5df5c72
 def _construct(name:str, args:Sequence, kwargs:Mapping, context:str) -> Schedule:

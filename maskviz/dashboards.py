@@ -17,13 +17,13 @@ __all__ = ['EXPLORER_FAMILIES', 'CYCLES', 'plot_schedules', 'explorer_schedule',
            'schedule_explorer']
 
 # %% ../nbs/06_dashboards.ipynb #24690524
-def plot_schedules(schedules=PAPER_SCHEDULES, # {label: schedule}, or a list of schedules or specs
+def plot_schedules(schedules=None,            # {label: schedule}, or a list of schedules or specs; None: the paper's six
                    points:int=201,            # progress values sampled per curve
                    total_steps:int=None,      # draw against optimizer steps of a run this long, not progress
                    title:str="Masking-rate schedules",
                   )->go.Figure:
     "One line per schedule (constants dashed): masking rate over training, with each schedule's mean rate in the legend."
-    df = schedule_frame(schedules, points=points, total_steps=total_steps)
+    df = schedule_frame(PAPER_SCHEDULES if schedules is None else schedules, points=points, total_steps=total_steps)
     x = "progress" if total_steps is None else "step"
     fig = go.Figure()
     for label, curve in df.groupby("schedule", sort=False):

@@ -129,7 +129,7 @@ class Schedule:
         kwargs = {k: cls.from_dict(v) if isinstance(v, Mapping) else v for k, v in d.items() if k != "family"}
         return _construct(d["family"], [], kwargs, context=f"in {dict(d)!r}")
 
-# %% ../nbs/00_schedules.ipynb #d5df5c72
+# %% ../nbs/00_schedules.ipynb #b7803d97
 def _construct(name:str, args:Sequence, kwargs:Mapping, context:str) -> Schedule:
     "Call family `name` with `args` and `kwargs`, with errors that name the family and `context`."
     if name not in FAMILIES:
@@ -142,14 +142,14 @@ def _construct(name:str, args:Sequence, kwargs:Mapping, context:str) -> Schedule
     except TypeError as e: raise ValueError(f"{context}: {e}; the form is {name}({form})") from None
     return constructor(*bound.args, **bound.kwargs)
 
-# %% ../nbs/00_schedules.ipynb #68ee2033
+# %% ../nbs/00_schedules.ipynb #8fc74bd4
 @family(lambda p, rate: np.full_like(p, rate))
 def constant(rate:float, # masking rate for the whole run
             )->Schedule:
     "The same rate throughout: BERT's `constant(0.15)`."
     return Schedule("constant", (_rate(rate, "rate"),))
 
-# %% ../nbs/00_schedules.ipynb #922723bb
+# %% ../nbs/00_schedules.ipynb #325933da
 @family(lambda p, start, end: (1 - p) * start + p * end)
 def linear(start:float, # rate at progress 0
            end:float,   # rate at progress 1
@@ -157,7 +157,7 @@ def linear(start:float, # rate at progress 0
     "A straight line from `start` to `end` over the whole run; the paper's best is `linear(0.3, 0.15)`."
     return Schedule("linear", (_rate(start, "start"), _rate(end, "end")))
 
-# %% ../nbs/00_schedules.ipynb #c579fb07
+# %% ../nbs/00_schedules.ipynb #310f942e
 @family(lambda p, start, end: (w := (1 + np.cos(np.pi * p)) / 2) * start + (1 - w) * end)
 def cosine(start:float, # rate at progress 0
            end:float,   # rate at progress 1
@@ -165,7 +165,7 @@ def cosine(start:float, # rate at progress 0
     "Half a cosine from `start` to `end`: flat at both ends, steepest mid-run."
     return Schedule("cosine", (_rate(start, "start"), _rate(end, "end")))
 
-# %% ../nbs/00_schedules.ipynb #2d6e99e7
+# %% ../nbs/00_schedules.ipynb #773ab023
 @family(lambda p, start, end, at: np.where(p < at, start, end))
 def step(start:float,    # rate before the switch
          end:float,      # rate from the switch on
@@ -174,7 +174,7 @@ def step(start:float,    # rate before the switch
     "`start` until progress `at`, then `end`: the paper's step schedule switches half-way."
     return Schedule("step", (_rate(start, "start"), _rate(end, "end"), _fraction(at, "at")))
 
-# %% ../nbs/00_schedules.ipynb #c49ca20a
+# %% ../nbs/00_schedules.ipynb #f425ca0a
 @family(lambda p, start, end: start * (end / start) ** p)
 def exponential(start:float, # rate at progress 0, above 0
                 end:float,   # rate at progress 1, above 0
@@ -185,7 +185,7 @@ def exponential(start:float, # rate at progress 0, above 0
         if v == 0: raise ValueError(f"exponential needs {name} > 0 (a geometric curve never reaches 0), got 0.0; use linear() or cosine() to reach 0")
     return Schedule("exponential", (start, end))
 
-# %% ../nbs/00_schedules.ipynb #18a17eef
+# %% ../nbs/00_schedules.ipynb #43af0d6b
 def _piecewise_rates(p, points):
     ps, rs = np.array(points).T
     i = np.clip(np.searchsorted(ps, p, side="right") - 1, 0, len(ps) - 2)  # segment [ps[i], ps[i+1]] holding p
@@ -209,7 +209,7 @@ def piecewise(points:Sequence, # `(progress, rate)` pairs, progress non-decreasi
         checked.append((p, r))
     return Schedule("piecewise", (tuple(checked),))
 
-# %% ../nbs/00_schedules.ipynb #af155018
+# %% ../nbs/00_schedules.ipynb #03823bd7
 def _cyclic_rates(p, low, high, cycles, shape):
     phase = (p * cycles) % 1.0
     up = 1 - np.abs(2 * phase - 1) if shape == "triangle" else (1 - np.cos(2 * np.pi * phase)) / 2
@@ -228,7 +228,7 @@ def cyclic(low:float,              # rate at the start and end of each cycle
     if shape not in ("triangle", "cosine"): raise ValueError(f'shape must be "triangle" or "cosine", got {shape!r}')
     return Schedule("cyclic", (low, high, int(cycles) if cycles.is_integer() else cycles, shape))
 
-# %% ../nbs/00_schedules.ipynb #f4fef42a
+# %% ../nbs/00_schedules.ipynb #f5953b29
 def _warmup_rates(p, schedule, fraction, start_rate):
     ramp = start_rate + (schedule(0.0) - start_rate) * np.minimum(p / fraction, 1)
     rest = schedule.rates(np.clip((p - fraction) / (1 - fraction), 0, 1))
@@ -244,7 +244,7 @@ def warmup(schedule:Schedule, # the schedule that follows the warm-up
         raise ValueError(f"warmup wraps a schedule, e.g. warmup(linear(0.3, 0.15), 0.1, 0.0); got {schedule!r}")
     return Schedule("warmup", (schedule, _fraction(fraction, "fraction"), _rate(start_rate, "start_rate")))
 
-# %% ../nbs/00_schedules.ipynb #1fd3a10e
+# %% ../nbs/00_schedules.ipynb #0885a19d
 def _literal(node:ast.AST, spec:str):
     "The value of one argument node of a schedule spec."
     match node:
@@ -263,7 +263,7 @@ def _call(node:ast.AST, spec:str) -> Schedule:
     kwargs = {kw.arg: _literal(kw.value, spec) for kw in node.keywords}
     return _construct(node.func.id, args, kwargs, context=f"in spec {spec!r}")
 
-# %% ../nbs/00_schedules.ipynb #9db89f93
+# %% ../nbs/00_schedules.ipynb #1fd3a10e
 def parse_schedule(spec:str, # e.g. "linear(0.3, 0.15)" or "warmup(cosine(0.3, 0.15), 0.1, 0.0)"
                   )->Schedule:
     "The schedule written as `spec` (a `Schedule` passes through); `str(schedule)` writes the spec back."
@@ -276,7 +276,7 @@ def parse_schedule(spec:str, # e.g. "linear(0.3, 0.15)" or "warmup(cosine(0.3, 0
         if repr(spec) in str(e): raise
         raise ValueError(f"in spec {spec!r}: {e}") from None
 
-# %% ../nbs/00_schedules.ipynb #d4ce227d
+# %% ../nbs/00_schedules.ipynb #e2ffcc71
 PAPER_SCHEDULES: dict[str, Schedule] = {
     "constant 15%": constant(0.15),
     "constant 30%": constant(0.30),
@@ -286,7 +286,7 @@ PAPER_SCHEDULES: dict[str, Schedule] = {
     "linear 15→30%": linear(0.15, 0.30),
 }
 
-# %% ../nbs/00_schedules.ipynb #4695fa4b
+# %% ../nbs/00_schedules.ipynb #781a05e8
 _LONG_RUN = 1_000_000  # midpoints for the long-run mean: exact for linear pieces, within 1e-6 of the integral across a jump
 
 def mean_rate(schedule:Schedule|str, # a schedule or its spec
@@ -298,7 +298,7 @@ def mean_rate(schedule:Schedule|str, # a schedule or its spec
     else: ps = np.arange(n := _total_steps(total_steps)) / n
     return round(float(schedule.rates(ps).mean()), 9)
 
-# %% ../nbs/00_schedules.ipynb #bb513d6b
+# %% ../nbs/00_schedules.ipynb #2ce86bb5
 def predicted_tokens(schedule:Schedule|str, # a schedule or its spec
                      total_steps:int,       # optimizer steps in the run
                      tokens_per_step:int,   # maskable tokens per optimizer step (batch size x sequence length, minus special tokens)
@@ -314,7 +314,7 @@ def matched_constant(schedule:Schedule|str, # a schedule or its spec
     "The constant schedule that predicts as many tokens over the run as `schedule`."
     return constant(mean_rate(schedule, total_steps))
 
-# %% ../nbs/00_schedules.ipynb #43fabe48
+# %% ../nbs/00_schedules.ipynb #e1639494
 def _named(schedules) -> dict[str, Schedule]:
     "`{label: Schedule}` from a dict, a list of schedules or specs, or one of them."
     if isinstance(schedules, (str, Schedule)): schedules = [schedules]
@@ -338,7 +338,7 @@ def schedule_frame(schedules,            # a dict {label: schedule}, or a list o
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/00_schedules.ipynb #911e72bc
+# %% ../nbs/00_schedules.ipynb #4b86f2cf
 def budget_frame(schedules,                         # a dict {label: schedule}, or a list of schedules or specs
                  total_steps:int=None,              # optimizer steps in the run; None for a very long run
                  reference:Schedule=constant(0.15), # budgets are given relative to this schedule

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'HUB_DATASETS', 'data_root', 'data_source']
+__all__ = ['DATA_ENV', 'HUB_DATASETS', 'UPOS_TAGS', 'UPOS_IDS', 'NO_ANNOTATION', 'data_root', 'data_source']
 
 # %% ../nbs/01_data.ipynb #ced27f11
 DATA_ENV = "MASKVIZ_DATA"  # environment variable naming the local data root
@@ -45,3 +45,9 @@ def data_source(dataset:str,             # one of HUB_DATASETS, e.g. "blimp"
         raise FileNotFoundError(f"{dataset} is not in the data root {root}: expected the folder {root/folder}; "
                                 f"add it, or unset {DATA_ENV} to read {hub_id} from the HuggingFace hub")
     return root/folder
+
+# %% ../nbs/01_data.ipynb #92725df9
+UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+             "SCONJ", "SYM", "VERB", "X", "SPACE")  # pos_ids index this tuple
+UPOS_IDS = {tag: i for i, tag in enumerate(UPOS_TAGS)}
+NO_ANNOTATION = -1  # in word_ids, pos_ids and ent_ids: special/padding tokens, and tokens outside any entity

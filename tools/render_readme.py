@@ -17,7 +17,7 @@ from nbdev.config import get_config
 from nbdev.readme_filter import doc_link
 from traitlets.config import Config
 
-from build_docs import PLOTLY_MIME, ROOT, WIDGET_MIME, nbdev_process, to_myst
+from build_docs import PLOTLY_MIME, ROOT, WIDGET_MIME, is_progress_bar, nbdev_process, to_myst
 
 README = ROOT / "README.md"
 _md_link = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
@@ -25,6 +25,7 @@ _md_link = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 
 def readme_output(o, src:str):
     "`o` as README.md can show it: figures, widgets and images as a one-line note; None drops it."
+    if is_progress_bar(o): return None
     data = o.get("data", {})
     page = data.get("text/html", "")
     if "window.PlotlyConfig" in page and "plotly-graph-div" not in page: return None  # plotly.js itself

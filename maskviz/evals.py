@@ -4,9 +4,9 @@
 
 # %% ../nbs/04_evals.ipynb #bfce8cfd
 from __future__ import annotations
-import json, math, re, tempfile
+import contextlib, dataclasses, math, re, tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,14 +14,15 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .data import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp, load_glue
+from .data import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp, load_corpus, load_glue, make_blocks
 from .maskers import make_masker
+from .trainers import EVAL_SUITES, PretrainConfig, append_records, load_config, read_records
 
 # %% auto #0
 __all__ = ['PLL_VARIANTS', 'MLM_HEADS', 'GLUE_METRICS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK',
            'SUITES', 'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'accuracy', 'f1', 'mcc',
            'pearson', 'spearman', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune', 'mlm_eval',
-           'evaluate', 'append_records', 'read_records', 'checkpoint_steps', 'evaluate_run']
+           'evaluate', 'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 PLL_VARIANTS = ("original", "within_word_l2r")  # Salazar et al. 2020; Kauf & Ivanova 2023
@@ -144,7 +145,7 @@ def f1(preds, labels, positive=1) -> float:
     "F1 of the positive class (binary), 0 when there is no true positive."
     p, y = np.asarray(preds) == positive, np.asarray(labels) == positive
     tp = float((p & y).sum())
-    return 0.0 if tp == 0 else 2 * tp / (p.sum() + y.sum())
+    return 0.0 if tp == 0 else 2 * tp / float(p.sum() + y.sum())
 
 def mcc(preds, labels) -> float:
     "Matthews correlation coefficient of binary predictions, 0 when undefined (sklearn's convention)."
@@ -198,6 +199,15 @@ def glue_average(records:Iterable[dict], # GLUE records (other suites are ignore
     return {"suite": "glue", "task": "average", "metric": "headline", "value": float(np.mean([np.mean(per[t]) for t in tasks])), "tasks": tasks}
 
 # %% ../nbs/04_evals.ipynb #bdb9b4cf
+@contextlib.contextmanager
+def _transformers_quiet(quiet:bool=True):
+    "Within the block, transformers logs errors only (when `quiet`)."
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    if quiet: hf_logging.set_verbosity_error()
+    try: yield
+    finally: hf_logging.set_verbosity(level)
+
 GLUE_FINETUNE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qnli", "rte", "mnli", "wnli")  # the tasks glue_finetune knows
 
 def _eval_split(task:str) -> str:
@@ -228,7 +238,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
                   quiet:bool=False,      # no progress bars or logs
                  )->list[dict]:          # one record per metric: suite, task, metric, value, seed
     "Fine-tune a checkpoint on one GLUE task and score its validation split."
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
     name = _glue_task(task).name
     if name not in GLUE_FINETUNE_TASKS: raise ValueError(f"task must be one of {', '.join(GLUE_FINETUNE_TASKS)}, got {task!r}")
     checkpoint = Path(checkpoint)
@@ -237,8 +247,9 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     train, dev = _subset(load_glue(name, "train", data_dir), max_train), _subset(load_glue(name, _eval_split(name), data_dir), max_eval)
     tok = AutoTokenizer.from_pretrained(checkpoint)
     regression = info.label_names is None
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1 if regression else len(info.label_names),
-                                                               problem_type="regression" if regression else "single_label_classification")
+    with _transformers_quiet(quiet):  # the load report lists the new classifier head: expected, not news
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1 if regression else len(info.label_names),
+                                                                   problem_type="regression" if regression else "single_label_classification")
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # a small model's position table
     cols = [c for c, _ in info.inputs]
     def encode(batch): return tok(*[batch[c] for c in cols], truncation=True, max_length=max_length)
@@ -249,6 +260,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
                                  eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[],
                                  disable_tqdm=quiet, use_cpu=not torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok)
+        if quiet: trainer.remove_callback(PrinterCallback)  # it prints the training summary when there is no progress bar
         trainer.train()
         out = trainer.predict(dev)
     logits = np.asarray(out.predictions)
@@ -299,7 +311,14 @@ def mlm_eval(model,                     # a masked LM
     return out
 
 # %% ../nbs/04_evals.ipynb #ed055d85
-SUITES = ("blimp", "mlm", "glue")
+SUITES = EVAL_SUITES  # ("blimp", "mlm", "glue"), defined beside PretrainConfig.eval_suites
+
+def _suites(suites:str|Sequence[str]) -> list[str]:
+    "`suites` as a list, each checked to be one of SUITES."
+    suites = [suites] if isinstance(suites, str) else list(suites)
+    for s in suites:
+        if s not in SUITES: raise ValueError(f"unknown suite {s!r}; expected any of {', '.join(SUITES)}")
+    return suites
 
 def _blimp_records(pairs:pd.DataFrame, variant:str) -> list[dict]:
     "BLiMP accuracies at every level as records."
@@ -327,9 +346,7 @@ def evaluate(model,                      # a masked LM (blimp, mlm)
              quiet:bool=False,           # no progress bars
             )->list[dict]:               # records {"step", "suite", "task", "metric", "value"}
     "Run the chosen evaluation suites on a model and return their records."
-    suites = [suites] if isinstance(suites, str) else list(suites)
-    for s in suites:
-        if s not in SUITES: raise ValueError(f"unknown suite {s!r}; expected any of {', '.join(SUITES)}")
+    suites = _suites(suites)
     if "mlm" in suites and mlm_blocks is None: raise ValueError("the mlm suite needs mlm_blocks=, held-out blocks from data.make_blocks")
     if "glue" in suites and checkpoint is None: raise ValueError("the glue suite fine-tunes from a folder: pass checkpoint= (written by save_pretrained)")
     out = []
@@ -344,55 +361,79 @@ def evaluate(model,                      # a masked LM (blimp, mlm)
         out += glue + [glue_average(glue)]
     return [{"step": step, **r} for r in out]
 
-# %% ../nbs/04_evals.ipynb #6e4c2270
-def append_records(path:str|Path,        # the evals.jsonl file (created if missing)
-                   records:Iterable[dict], # records from `evaluate`
-                  )->None:
-    "Append records to a JSONL file, one line each, flushed line by line."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n"); f.flush()
-
-def read_records(path:str|Path) -> pd.DataFrame:
-    "The records of an evals.jsonl file as a DataFrame (step, suite, task, metric, value, ...)."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no evals file at {path}; a run directory's evals.jsonl is written by append_records")
-    return pd.DataFrame([json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()])
-
 # %% ../nbs/04_evals.ipynb #18219b87
+def suite_evaluator(suites:Sequence[str],     # any of SUITES
+                    mlm_corpus:Dataset=None,  # held-out text (see data.load_corpus) for the mlm suite
+                    block_size:int=128,       # its block length
+                    **options,                # more `evaluate` arguments (blimp_limit, glue_tasks, glue_options, ...)
+                   )->Callable:               # evaluator(model, tokenizer, step) -> records
+    "An evaluator for `trainers.pretrain` that runs `suites` on the model it is given."
+    suites = _suites(suites)
+    if "mlm" in suites and mlm_corpus is None: raise ValueError("the mlm suite needs mlm_corpus=, held-out text from data.load_corpus")
+    if options.get("blimp_paradigms") is not None: _choose(options["blimp_paradigms"], BLIMP_PARADIGMS, "BLiMP paradigm")  # bad names fail now
+    for t in options.get("glue_tasks") or ():
+        if _glue_task(t).name not in GLUE_FINETUNE_TASKS: raise ValueError(f"glue task must be one of {', '.join(GLUE_FINETUNE_TASKS)}, got {t!r}")
+    blocks = {}
+    def evaluator(model, tokenizer, step):
+        if "mlm" in suites and "mlm" not in blocks:
+            size = min(block_size, getattr(model.config, "max_position_embeddings", block_size))
+            blocks["mlm"] = make_blocks(mlm_corpus, tokenizer, block_size=size, annotate=False)
+        kw = dict(options, step=step, mlm_blocks=blocks.get("mlm"), quiet=options.get("quiet", True))
+        if "glue" not in suites: return evaluate(model, tokenizer, suites, **kw)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
+            return evaluate(model, tokenizer, suites, checkpoint=tmp, **kw)
+    return evaluator
+
+def run_evaluator(config,                    # a trainers.PretrainConfig (its eval_* fields)
+                  suites:Sequence[str]=None, # None: config.eval_suites
+                  quiet:bool=True,           # no progress bars
+                 )->Callable:                # evaluator(model, tokenizer, step) -> records
+    "The evaluator a run's config asks for."
+    suites = _suites(config.eval_suites if suites is None else suites)
+    mlm = load_corpus(config.eval_corpus, split=config.eval_split, max_lines=config.eval_max_lines, data_dir=config.data_dir) if "mlm" in suites else None
+    return suite_evaluator(suites, mlm, config.block_size, blimp_paradigms=config.eval_blimp_paradigms, blimp_limit=config.eval_blimp_limit,
+                           pll_variants=config.eval_pll_variants,
+                           glue_tasks=config.eval_glue_tasks, glue_seeds=config.eval_glue_seeds, glue_options=config.eval_glue_options,
+                           data_dir=config.data_dir, quiet=quiet)
+
+# %% ../nbs/04_evals.ipynb #6bc9c18d
 def checkpoint_steps(run_dir:str|Path) -> dict[int, Path]:
-    "The run's `checkpoints/step-N` folders by step, in step order."
+    "The run's checkpoint folders (`checkpoints/checkpoint-N`, or `step-N`) by step, in step order."
     folder = Path(run_dir)/"checkpoints"
-    if not folder.is_dir(): raise FileNotFoundError(f"no checkpoints folder in {run_dir}; a run directory holds checkpoints/step-N/")
-    found = {int(m.group(1)): p for p in folder.iterdir() if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()}
+    if not folder.is_dir(): raise FileNotFoundError(f"no checkpoints folder in {run_dir}; is it a run directory written by maskviz.trainers.pretrain?")
+    found = {int(m.group(1)): p for p in folder.iterdir() if (m := re.fullmatch(r"(?:checkpoint|step)-(\d+)", p.name)) and p.is_dir()}
     return dict(sorted(found.items()))
 
-def evaluate_run(run_dir:str|Path,       # a run directory with checkpoints/step-N/ folders
-                 suites:Sequence[str]=("blimp", "mlm"), # any of SUITES
+def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
+                 suites:Sequence[str]=None, # any of SUITES; None: the config's eval_suites, else blimp and mlm
                  steps:Sequence[int]=None, # which checkpoints; None: all
-                 skip_done:bool=True,    # skip a (step, suite) already in evals.jsonl
-                 device:str=None,        # where to run the model; None: cuda if available
-                 quiet:bool=False,       # no progress bars
-                 **options,              # more `evaluate` arguments (blimp_limit, mlm_blocks, glue_options, ...)
-                )->list[dict]:           # the records appended
+                 skip_done:bool=True,     # skip a (step, suite) already in evals.jsonl
+                 device:str=None,         # where to run the model; None: cuda if available
+                 quiet:bool=False,        # no progress bars
+                 **overrides,             # PretrainConfig eval_* fields to change, e.g. eval_blimp_limit=50
+                )->list[dict]:            # the records appended
     "Evaluate a run's checkpoints afterwards, appending each suite's records to its evals.jsonl."
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     run_dir, out = Path(run_dir), []
     found = checkpoint_steps(run_dir)
     steps = list(found) if steps is None else list(steps)
     for s in steps:
-        if s not in found: raise ValueError(f"no checkpoint for step {s} in {run_dir}/checkpoints; it has steps {list(found)}")
-    evals = run_dir/"evals.jsonl"
-    done = set(read_records(evals)[["step", "suite"]].itertuples(index=False, name=None)) if skip_done and evals.exists() else set()
+        if s not in found: raise ValueError(f"no checkpoint for step {s} in {run_dir/'checkpoints'}; it has steps {list(found) or 'none'}")
+    bad = [k for k in overrides if not k.startswith("eval_") or k not in PretrainConfig.__dataclass_fields__]
+    if bad: raise ValueError(f"unknown evaluation setting(s) {', '.join(bad)}; pass PretrainConfig eval_* fields, e.g. eval_blimp_limit=50")
+    config = load_config(run_dir/"config.json") if (run_dir/"config.json").exists() else PretrainConfig()
+    config = dataclasses.replace(config, **overrides)
+    suites = _suites(suites or config.eval_suites or ("blimp", "mlm"))
+    evaluators = {x: run_evaluator(config, [x], quiet) for x in suites}  # one suite at a time: an interruption keeps the suites done
+    done = {(r["step"], r["suite"]) for r in read_records(run_dir, "evals")} if skip_done and (run_dir/"evals.jsonl").exists() else set()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for s in tqdm(steps, desc="Checkpoints", disable=quiet):
-        todo = [x for x in ([suites] if isinstance(suites, str) else suites) if (s, x) not in done]
+        todo = [x for x in suites if (s, x) not in done]
         if not todo: continue
         model = AutoModelForMaskedLM.from_pretrained(found[s]).to(device)
         tok = AutoTokenizer.from_pretrained(found[s])
         for suite in todo:
-            recs = evaluate(model, tok, suites=(suite,), step=s, checkpoint=found[s], quiet=quiet, **options)
-            append_records(evals, recs); out += recs
+            recs = evaluators[suite](model, tok, s)
+            append_records(run_dir/"evals.jsonl", recs); out += recs
     return out

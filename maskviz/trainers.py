@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import torch
 import yaml
 from transformers import BertConfig, BertForMaskedLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.modeling_outputs import MaskedLMOutput
 from transformers.trainer_utils import get_last_checkpoint
 
 from .data import load_corpus, load_tokenizer, make_blocks, train_wordpiece
@@ -20,8 +21,9 @@ from .maskers import make_masker
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'PEAK_FLOPS', 'PretrainConfig', 'apply_overrides', 'load_config', 'save_config', 'append_record',
-           'read_records', 'truncate_records', 'peak_flops', 'mfu', 'RunRecorder', 'build_model', 'pretrain']
+__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PEAK_FLOPS', 'PretrainConfig', 'apply_overrides', 'load_config', 'save_config',
+           'append_records', 'read_records', 'truncate_records', 'peak_flops', 'mfu', 'RunRecorder', 'BertForSparseMLM',
+           'build_model', 'pretrain']
 
 # %% ../nbs/03_trainers.ipynb #2e5706e9
 MODEL_PRESETS = {  # name -> (layers, hidden size); heads = hidden / 64 (at least 2), feed-forward = 4 * hidden
@@ -30,6 +32,8 @@ MODEL_PRESETS = {  # name -> (layers, hidden size); heads = hidden / 64 (at leas
     "small": (4, 512),
     "base": (12, 768),  # BERT-base
 }
+
+EVAL_SUITES = ("blimp", "mlm", "glue")  # BLiMP by PLL, masked-LM loss at fixed rates, GLUE fine-tuning (maskviz.evals)
 
 # %% ../nbs/03_trainers.ipynb #0c5decfa
 @dataclass
@@ -67,8 +71,18 @@ class PretrainConfig:
     # records
     log_every: int = 10                     # optimizer steps between metrics.jsonl lines
     save_every: int = 1000                  # optimizer steps between checkpoints
-    eval_every: int|None = None             # optimizer steps between evaluator calls; None: at the end only
-    eval_suites: list = field(default_factory=list)  # evaluation suites for the evaluator, e.g. ["blimp", "mlm"]
+    # evaluation at checkpoints (maskviz.evals), written to evals.jsonl
+    eval_every: int|None = None             # optimizer steps between evaluations; None: at the end only
+    eval_suites: list = field(default_factory=list)  # any of EVAL_SUITES, e.g. ["blimp", "mlm"]; []: none
+    eval_blimp_paradigms: list|None = None  # BLiMP paradigm UIDs; None: all 67
+    eval_blimp_limit: int|None = 100        # BLiMP pairs per paradigm; None: all 1000
+    eval_pll_variants: list = field(default_factory=lambda: ["original"])  # BLiMP scoring: "original" PLL and/or "within_word_l2r"
+    eval_corpus: str = "wikitext-2"         # held-out text of the mlm suite (a load_corpus source)
+    eval_split: str = "validation"          # its split
+    eval_max_lines: int|None = 2000         # lines of it read; None: all
+    eval_glue_tasks: list|None = None       # GLUE tasks; None: every task in the data
+    eval_glue_seeds: list = field(default_factory=lambda: [0])  # fine-tuning seeds per task
+    eval_glue_options: dict = field(default_factory=dict)  # more glue_finetune arguments, e.g. {"epochs": 1, "max_train": 2000}
     output_dir: str = "runs/run"            # RUN_DIR
     # machine
     seed: int = 0
@@ -118,8 +132,15 @@ def _validate(cfg:PretrainConfig):
     for n in ("bf16", "compile", "progress_bar"): _check(cfg, n, lambda v: isinstance(v, bool), "true or false")
     for n in ("corpus", "split", "optimizer", "lr_schedule", "output_dir", "policy"): _check(cfg, n, lambda v: isinstance(v, str) and v, "a non-empty string")
     _check(cfg, "policy_options", lambda v: isinstance(v, dict), "a mapping of make_masker options, e.g. {\"exact\": true}")
-    _check(cfg, "eval_suites", lambda v: isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v), "a list of suite names, e.g. [\"blimp\"]")
-    cfg.eval_suites = list(cfg.eval_suites)
+    _check(cfg, "eval_suites", lambda v: isinstance(v, (list, tuple)) and all(s in EVAL_SUITES for s in v), f"a list of suites from {', '.join(EVAL_SUITES)}, e.g. [\"blimp\", \"mlm\"]")
+    for n in ("eval_blimp_paradigms", "eval_glue_tasks"): _check(cfg, n, lambda v: v is None or (isinstance(v, (list, tuple)) and v and all(isinstance(s, str) for s in v)), "a non-empty list of names, or None for all")
+    _check(cfg, "eval_glue_seeds", lambda v: isinstance(v, (list, tuple)) and v and all(_int(s) and s >= 0 for s in v), "a non-empty list of seeds, e.g. [0, 1]")
+    for n in ("eval_blimp_limit", "eval_max_lines"): _check(cfg, n, _opt_pos, "a positive integer or None (all)")
+    for n in ("eval_corpus", "eval_split"): _check(cfg, n, lambda v: isinstance(v, str) and v, "a non-empty string")
+    _check(cfg, "eval_glue_options", lambda v: isinstance(v, dict), "a mapping of glue_finetune arguments, e.g. {\"epochs\": 1}")
+    _check(cfg, "eval_pll_variants", lambda v: isinstance(v, (list, tuple)) and v and set(v) <= {"original", "within_word_l2r"}, "a non-empty list of \"original\" and/or \"within_word_l2r\"")
+    for n in ("eval_suites", "eval_blimp_paradigms", "eval_glue_tasks", "eval_glue_seeds", "eval_pll_variants"):
+        if getattr(cfg, n) is not None: setattr(cfg, n, list(getattr(cfg, n)))
     d = cfg.dims
     if d["hidden_size"] % d["num_heads"]:
         raise ValueError(f"hidden_size={d['hidden_size']} must be a multiple of num_heads={d['num_heads']}; set num_heads to a divisor of it")
@@ -196,11 +217,16 @@ def save_config(config:PretrainConfig, path:str|Path) -> Path:
     return path
 
 # %% ../nbs/03_trainers.ipynb #e4d5ea79
-def append_record(path:str|Path, record:dict):
-    "Append `record` to the JSON-lines file `path` as one flushed line."
+def append_records(path:str|Path,          # a JSON-lines file, created with its folder if missing
+                   records:Sequence[dict],  # one line each
+                  ):
+    "Append `records` to `path`, one JSON line each, flushed line by line."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+            f.flush()
 
 def read_records(run_dir:str|Path,       # a run folder
                  name:str="metrics",     # "metrics" or "evals"
@@ -277,7 +303,7 @@ class RunRecorder(TrainerCallback):
                "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens_per_s": round(tps, 1),
                "mfu": mfu(self.params, tps, self.peak) if self.params else None, "epoch": logs.get("epoch")}
         if "masked_fraction" in logs: rec["masked_fraction"] = logs["masked_fraction"]
-        append_record(self.run_dir/"metrics.jsonl", rec)
+        append_records(self.run_dir/"metrics.jsonl", [rec])
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
@@ -287,7 +313,7 @@ class RunRecorder(TrainerCallback):
         model.eval()
         try: records = self.evaluator(model, self.tokenizer, step) or []
         finally: model.train(was_training)
-        for r in records: append_record(self.run_dir/"evals.jsonl", {"step": step, **r})
+        append_records(self.run_dir/"evals.jsonl", [{"step": step, **{k: v for k, v in r.items() if k != "step"}} for r in records])
 
 # %% ../nbs/03_trainers.ipynb #b4ad7f52
 def _versions() -> dict:
@@ -314,20 +340,34 @@ def _check_same_run(config:PretrainConfig, run_dir:Path):
     old = json.loads(path.read_text()).get("config", {})
     diff = sorted(k for k, v in config.to_dict().items() if k not in _MAY_CHANGE and old.get(k) != v)
     if diff: raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(f'{k}: {old.get(k)!r} -> {getattr(config, k)!r}' for k in diff)}); "
-                              f"use another output_dir, or the saved config (load_config({path}))")
+                              f"use another output_dir, or resume it with its own config: `maskviz pretrain {run_dir}` or load_config({path})")
 
-# %% ../nbs/03_trainers.ipynb #2644a72d
-def build_model(config:PretrainConfig, vocab_size:int) -> BertForMaskedLM:
+# %% ../nbs/03_trainers.ipynb #5c912ede
+class BertForSparseMLM(BertForMaskedLM):
+    "`BertForMaskedLM` whose training forward scores only the positions with a label (`labels != -100`)."
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None, **kwargs):
+        if labels is None or kwargs.get("inputs_embeds") is not None or kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, labels=labels, **kwargs)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+                           return_dict=True).last_hidden_state
+        scored = labels != -100
+        logits = self.cls(hidden[scored])  # [number of scored positions, vocab]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[scored])
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+# %% ../nbs/03_trainers.ipynb #5cffd873
+def build_model(config:PretrainConfig, vocab_size:int) -> BertForSparseMLM:
     "A freshly initialised BERT masked language model of the config's dimensions, with SDPA attention."
     d = config.dims
     torch.manual_seed(config.seed)
-    return BertForMaskedLM(BertConfig(vocab_size=vocab_size, hidden_size=d["hidden_size"], num_hidden_layers=d["num_layers"],
-                                      num_attention_heads=d["num_heads"], intermediate_size=d["intermediate_size"],
-                                      max_position_embeddings=config.block_size, attn_implementation="sdpa"))
+    return BertForSparseMLM(BertConfig(vocab_size=vocab_size, hidden_size=d["hidden_size"], num_hidden_layers=d["num_layers"],
+                                       num_attention_heads=d["num_heads"], intermediate_size=d["intermediate_size"],
+                                       max_position_embeddings=config.block_size, attn_implementation="sdpa"))
 
-# %% ../nbs/03_trainers.ipynb #5cffd873
+# %% ../nbs/03_trainers.ipynb #a2b478a7
 def pretrain(config:PretrainConfig,          # the run's config
-             evaluator:Callable|None=None,   # evaluator(model, tokenizer, step) -> list of evals.jsonl records
+             evaluator:Callable|None=None,   # evaluator(model, tokenizer, step) -> evals.jsonl records; None: config.eval_suites'
              callbacks:Sequence=(),          # more TrainerCallbacks
             )->Path:                         # RUN_DIR
     "Pretrain a masked language model as `config` says, writing the run record; resumes a killed run from its last checkpoint."
@@ -346,6 +386,9 @@ def pretrain(config:PretrainConfig,          # the run's config
         if args.process_index == 0 and not (run_dir/"tokenizer").exists(): tokenizer.save_pretrained(run_dir/"tokenizer")
         masker = make_masker(config.policy, tokenizer, **config.policy_options)
         blocks = make_blocks(corpus, tokenizer, block_size=config.block_size, annotate=bool({"pos_ids", "ent_ids"} & set(_needs(masker))))
+    if evaluator is None and config.eval_suites:
+        from maskviz.evals import run_evaluator  # evals reads run records from this module
+        evaluator = run_evaluator(config)  # loads its data now: a bad suite setting fails before training, not at the first evaluation
     collator, masking = scheduled_masking(masker, tokenizer, config.schedule, eval_rate=config.eval_rate, seed=config.seed)
     model = build_model(config, len(tokenizer))
     tokens_per_step = config.batch_size * config.grad_accum * args.world_size * config.block_size

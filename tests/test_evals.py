@@ -11,8 +11,9 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import BertConfig, BertForMaskedLM
 
 from maskviz.data import train_wordpiece
-from maskviz.evals import (PLL_VARIANTS, accuracy, append_records, blimp_accuracy, evaluate, evaluate_run, f1, glue_average,
-                           glue_finetune, masked_copies, mcc, mlm_eval, pearson, pll_scores, read_records, spearman)
+from maskviz.evals import (PLL_VARIANTS, accuracy, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, f1, glue_average,
+                           glue_finetune, masked_copies, mcc, mlm_eval, pearson, pll_scores, spearman, suite_evaluator)
+from maskviz.trainers import read_records
 
 TEXTS = ["The cat sat on the mat.", "Some unbelievably small dogs were running.", "Every teacher praised herself.",
          "A dog barks.", "Who did the children see?", "These books were not read by anyone."] * 5
@@ -137,15 +138,27 @@ def test_mlm_eval_deterministic(model, tokenizer):
     assert {r["task"] for r in a} == {"rate=0.15", "rate=0.30"}
 
 
-def test_evaluate_run_appends_records(tmp_path, model, tokenizer):
-    for s in (5, 10):
-        model.save_pretrained(tmp_path/"checkpoints"/f"step-{s}"); tokenizer.save_pretrained(tmp_path/"checkpoints"/f"step-{s}")
-    recs = evaluate_run(tmp_path, suites=("mlm",), mlm_blocks=heldout(tokenizer), quiet=True)
+def test_evaluate_run_appends_records(tmp_path, shared_data, model, tokenizer):
+    for name in ("checkpoint-10", "step-5", "checkpoint-x"):  # the Trainer's folders and hand-saved ones; not a step: ignored
+        model.save_pretrained(tmp_path/"checkpoints"/name); tokenizer.save_pretrained(tmp_path/"checkpoints"/name)
+    assert list(checkpoint_steps(tmp_path)) == [5, 10]
+    recs = evaluate_run(tmp_path, suites=("mlm",), eval_split="test", eval_max_lines=30, quiet=True)
     lines = (tmp_path/"evals.jsonl").read_text().splitlines()
     assert len(lines) == len(recs) == 12 and json.loads(lines[0])["step"] == 5
     assert set(json.loads(lines[0])) >= {"step", "suite", "task", "metric", "value"}
-    assert evaluate_run(tmp_path, suites=("mlm",), mlm_blocks=heldout(tokenizer), quiet=True) == []
-    assert sorted(read_records(tmp_path/"evals.jsonl").step.unique()) == [5, 10]
+    assert evaluate_run(tmp_path, suites=("mlm",), eval_split="test", eval_max_lines=30, quiet=True) == []
+    assert sorted({r["step"] for r in read_records(tmp_path, "evals")}) == [5, 10]
+    with pytest.raises(ValueError, match="no checkpoint for step 7"): evaluate_run(tmp_path, steps=[7])
+
+
+def test_suite_evaluator(shared_data, model, tokenizer):
+    from maskviz.data import load_corpus
+    ev = suite_evaluator(["mlm", "blimp"], load_corpus("wikitext-2", split="test", max_lines=30), block_size=256,
+                         blimp_paradigms=["anaphor_number_agreement"], blimp_limit=5)
+    recs = ev(model, tokenizer, 7)
+    assert {r["step"] for r in recs} == {7} and {r["suite"] for r in recs} == {"mlm", "blimp"}
+    assert next(r for r in recs if r["task"] == "overall")["value"] in {i / 5 for i in range(6)}
+    with pytest.raises(ValueError, match="mlm_corpus="): suite_evaluator(["mlm"])
 
 
 def test_evaluate_checks_suites(model, tokenizer):

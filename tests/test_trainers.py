@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from maskviz.schedules import parse_schedule
-from maskviz.trainers import (PretrainConfig, append_record, apply_overrides, load_config, pretrain, read_records,
+from maskviz.trainers import (PretrainConfig, append_records, apply_overrides, load_config, pretrain, read_records,
                               save_config, truncate_records)
 
 
@@ -24,7 +24,7 @@ def _datasets_cache(tmp_path, monkeypatch):
 
 
 def test_rates_per_step_equal_schedule(shared_data, tmp_path):
-    cfg = tiny_config(shared_data, tmp_path/"run", grad_accum=2, save_every=5, eval_every=5, eval_suites=["demo"])
+    cfg = tiny_config(shared_data, tmp_path/"run", grad_accum=2, save_every=5, eval_every=5)
     calls = []
     def evaluator(model, tokenizer, step):
         calls.append((model.training, step))
@@ -99,7 +99,7 @@ def test_unknown_key_in_file_and_missing_file(tmp_path):
 
 
 def test_reader_tolerates_truncated_last_line(tmp_path):
-    for s in range(1, 6): append_record(tmp_path/"metrics.jsonl", {"step": s, "loss": 1.0 / s})
+    append_records(tmp_path/"metrics.jsonl", [{"step": s, "loss": 1.0 / s} for s in range(1, 6)])
     with open(tmp_path/"metrics.jsonl", "a") as f: f.write('{"step": 6, "loss": 0.1')
     assert [r["step"] for r in read_records(tmp_path)] == [1, 2, 3, 4, 5]
     assert truncate_records(tmp_path/"metrics.jsonl", 3) == 2

@@ -165,7 +165,7 @@ def _parse_value(name:str, text:str, kind:str):
             if base == "list" and isinstance(v, str): v = [s.strip() for s in v.split(",") if s.strip()]  # blimp,mlm
             return v
     except (ValueError, yaml.YAMLError):
-        raise ValueError(f"--{name} takes a {base}, got {text!r}") from None
+        raise ValueError(f"--{name} takes {'an' if base == 'int' else 'a'} {base}, got {text!r}") from None
     return text
 
 def _pairs(overrides:Sequence[str]) -> list[tuple[str, str]]:

@@ -1,5 +1,5 @@
 "The `maskviz` console script as a user runs it: a real subprocess."
-import subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ def run(*args, cwd=None):
     return subprocess.run([str(MASKVIZ), *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", [[], ["schedules"]])
+@pytest.mark.parametrize("command", [[], ["schedules"], ["pretrain"], ["eval-blimp"], ["finetune-glue"], ["demo"]])
 def test_help_on_every_command(command):
     out = run(*command, "--help")
     assert out.returncode == 0 and out.stdout.startswith("usage: maskviz")
@@ -47,3 +47,52 @@ def test_paper_schedules_by_default():
 def test_bad_input_exits_2_with_the_reason(args, message):
     out = run(*args)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, shared_data):
+    "A 4-step run trained through `maskviz pretrain` with a YAML config and overrides."
+    work = tmp_path_factory.mktemp("cli")
+    (work / "c.yaml").write_text(f"model: tiny\nhidden_size: 64\ncorpus: wikitext-2\nsplit: validation\nmax_lines: 200\n"
+                                 f"data_dir: {shared_data}\nvocab_size: 800\nblock_size: 32\nbatch_size: 4\nsteps: 50\n"
+                                 f"log_every: 2\nsave_every: 2\noutput_dir: {work / 'run'}\n")
+    out = run("pretrain", str(work / "c.yaml"), "--steps", "4", "--schedule", "linear(0.4,0.2)", "--progress_bar", "false")
+    assert out.returncode == 0, out.stderr
+    assert "step 4: loss" in out.stdout
+    return work
+
+
+def test_pretrain_records_and_resume(tiny_run):
+    run_dir = tiny_run / "run"
+    assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 4
+    assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    again = run("pretrain", str(run_dir), "--progress_bar", "false")  # a run folder: its own config, already done
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+
+
+def test_eval_blimp_on_a_run_and_a_checkpoint(tiny_run):
+    out = run("eval-blimp", str(tiny_run / "run"), "--paradigms", "anaphor_number_agreement", "--limit", "4", "--steps", "4", "--quiet")
+    assert out.returncode == 0, out.stderr
+    recs = [json.loads(l) for l in (tiny_run / "run" / "evals.jsonl").read_text().splitlines()]
+    assert {(r["step"], r["suite"]) for r in recs} == {(4, "blimp")}
+    csv = tiny_run / "pairs.csv"
+    out = run("eval-blimp", str(tiny_run / "run" / "checkpoints" / "checkpoint-2"), "--paradigms", "anaphor_number_agreement",
+              "--limit", "4", "--variant", "within_word_l2r", "--out", str(csv), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "overall" in out.stdout and csv.read_text().startswith("level,name,accuracy")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pretrain", "{work}/c.yaml", "--stpes", "3"], "unknown config key 'stpes'"),
+    (["pretrain", "{work}/c.yaml", "--batch_size", "zero"], "--batch_size takes an int, got 'zero'"),
+    (["pretrain", "{work}/missing.yaml"], "no config file at"),
+    (["pretrain", "{work}/c.yaml", "--eval_suites", "squad"], "eval_suites must be a list of suites from blimp, mlm, glue"),
+    (["eval-blimp", "{work}/nothing-here"], "is neither a run folder"),
+    (["eval-blimp", "{work}/run", "--steps", "3"], "no checkpoint for step 3"),
+    (["finetune-glue", "{work}/run", "--tasks", "squad"], "unknown GLUE task 'squad'"),
+])
+def test_user_errors_exit_2_in_one_line(tiny_run, args, message):
+    out = run(*[a.format(work=tiny_run) for a in args])
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert message in out.stderr and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

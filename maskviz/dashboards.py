@@ -4,17 +4,30 @@
 
 # %% ../nbs/06_dashboards.ipynb #ac73ba0b
 from __future__ import annotations
-import html
+import copy, html, math
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
+import torch
+from datasets import Dataset
+from plotly.subplots import make_subplots
 
+from .analysis import Runs, load_runs, mask_profiles, seed_means, speedup_to_target, trajectory
+from .data import UPOS_TAGS, encode_texts, load_tokenizer, make_blocks
+from .maskers import FORMATS, MaskedBatch, Vocab, make_masker, mask_stats
 from .schedules import FAMILIES, PAPER_SCHEDULES, Schedule, constant, cyclic, mean_rate, schedule_frame
 
 # %% auto #0
-__all__ = ['EXPLORER_FAMILIES', 'CYCLES', 'plot_schedules', 'explorer_schedule', 'budget_text', 'ScheduleExplorer',
-           'schedule_explorer']
+__all__ = ['EXPLORER_FAMILIES', 'CYCLES', 'COMPARED_POLICIES', 'CORPUS_COLOR', 'PALETTE', 'DASHES', 'RATE_AXIS', 'BELOW',
+           'INSPECTOR_TEXT', 'INSPECTOR_POLICIES', 'SUMMARY_COLUMNS', 'plot_schedules', 'explorer_schedule',
+           'budget_text', 'ScheduleExplorer', 'schedule_explorer', 'colors_for', 'plot_pos', 'plot_zipf',
+           'plot_rank_bins', 'plot_divergence', 'plot_trajectories', 'plot_trajectory_grid', 'plot_training',
+           'with_sentinels', 'inspect_masking', 'mask_html', 'MaskInspector', 'mask_inspector', 'summary_table',
+           'PolicyComparison', 'policy_comparison', 'trajectory_options', 'TrajectoryDashboard', 'trajectory_dashboard']
 
 # %% ../nbs/06_dashboards.ipynb #24690524
 def plot_schedules(schedules=None,            # {label: schedule}, or a list of schedules or specs; None: the paper's six
@@ -96,3 +109,481 @@ def schedule_explorer(family:str="linear", # starting family, one of EXPLORER_FA
                      )->ScheduleExplorer:
     "An interactive schedule explorer: pick a family and its rates, see the curve and its token budget."
     return ScheduleExplorer(family, start, end)
+
+# %% ../nbs/06_dashboards.ipynb #c0a1b2c3
+COMPARED_POLICIES = {  # label -> policy: the policies the figures and the comparison dashboard show by default
+    "random": "random", "whole_word": "whole_word", "span": "span", "salient_span": "salient_span", "pos (NOUN, PROPN, VERB)": "pos"}
+
+# %% ../nbs/06_dashboards.ipynb #287ab517
+CORPUS_COLOR = "#9a9a9a"
+PALETTE = px.colors.qualitative.Plotly
+
+def colors_for(labels) -> dict:
+    "A colour per label, in order of first appearance; the corpus is grey."
+    out, i = {}, 0
+    for label in labels:
+        if label in out: continue
+        if label == "corpus": out[label] = CORPUS_COLOR; continue
+        out[label] = PALETTE[i % len(PALETTE)]; i += 1
+    return out
+
+def _pick_rate(df:pd.DataFrame, rate:float|None, what:str) -> float:
+    "`rate` as it is written in `df` (the first rate when None), or an error listing the rates there are."
+    rates = sorted(df.rate.dropna().unique())
+    if not rates: raise ValueError(f"the {what} frame has no rates; make it with analysis.mask_profiles")
+    if rate is None: return rates[0]
+    near = [r for r in rates if math.isclose(r, rate, abs_tol=1e-9)]
+    if not near: raise ValueError(f"rate {rate} is not in the {what} frame; it has {', '.join(f'{r:g}' for r in rates)}")
+    return near[0]
+
+def _policies(df:pd.DataFrame, policies) -> list:
+    "The policies to draw: all of `df`'s but the corpus, or `policies` checked against them."
+    have = list(dict.fromkeys(df.policy[df.policy != "corpus"]))
+    if policies is None: return have
+    missing = [p for p in policies if p not in have]
+    if missing: raise ValueError(f"policies {missing} are not in the frame; it has {have}")
+    return list(policies)
+
+# %% ../nbs/06_dashboards.ipynb #8288f4f0
+def plot_pos(pos:pd.DataFrame,  # mask_profiles(...)["pos"]: policy, rate, pos, masked, masked_share, corpus_share
+             rate:float=None,   # which rate; None: the first
+             policies=None,     # which policies, in this order; None: all
+             title:str=None,
+             reference:str="corpus", # what the grey bars are: the corpus, or e.g. "whole text"
+            )->go.Figure:
+    "Share of the masked tokens in each Universal POS tag, one bar per policy beside the corpus's own share."
+    rate = _pick_rate(pos, rate, "pos")
+    df = pos[np.isclose(pos.rate, rate)]
+    names = _policies(df, policies)
+    corpus = df[df.policy == names[0]].set_index("pos").corpus_share
+    used = df.groupby("pos").masked.sum()
+    tags = [t for t in corpus.sort_values(ascending=False, kind="stable").index if corpus[t] > 0 or used[t] > 0]
+    color = colors_for(["corpus", *names])
+    fig = go.Figure()
+    fig.add_bar(x=tags, y=corpus[tags], name=reference, marker_color=color["corpus"], meta="corpus",
+                hovertemplate=f"{html.escape(reference)}: %{{y:.1%}} of tokens are %{{x}}<extra></extra>")
+    for name in names:
+        d = df[df.policy == name].set_index("pos").loc[tags]
+        fig.add_bar(x=tags, y=d.masked_share, name=name, marker_color=color[name], meta=name, customdata=d.masked,
+                    hovertemplate=f"{html.escape(name)}: %{{y:.1%}} of masked tokens are %{{x}} (%{{customdata:,}})<extra></extra>")
+    fig.update_layout(title=title or f"What each policy masks: POS tags at rate {rate:.0%}", template="plotly_white", barmode="group",
+                      yaxis=dict(title="share of tokens", tickformat=".0%"), xaxis_title="Universal POS tag (by corpus share)",
+                      legend_title_text="masked by")
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #c8af58c0
+def _exponent(d:pd.DataFrame) -> float:
+    "The Zipf exponent of a fitted curve: minus the slope of log10(fit) against log10(rank)."
+    x, y = np.log10(d["rank"].to_numpy(float)), np.log10(d.fit.to_numpy(float))
+    return float(-(y[-1] - y[0]) / (x[-1] - x[0])) if len(d) > 1 and x[-1] > x[0] else float("nan")
+
+def plot_zipf(zipf:pd.DataFrame, # mask_profiles(...)["zipf"]: policy, rate, rank, frequency, fit (the corpus with policy "corpus")
+              rate:float=None,   # which rate; None: the first
+              policies=None,     # which policies; None: all
+              title:str=None,
+             )->go.Figure:
+    "Rank-frequency of each policy's masked tokens and of the corpus (log-log), each with its fitted Zipf line and exponent."
+    rate = _pick_rate(zipf, rate, "zipf")
+    names = _policies(zipf[np.isclose(zipf.rate, rate)], policies)
+    color = colors_for(["corpus", *names])
+    fig = go.Figure()
+    for name in ["corpus", *names]:
+        d = zipf[zipf.policy == "corpus"] if name == "corpus" else zipf[(zipf.policy == name) & np.isclose(zipf.rate, rate)]
+        if d.empty: continue
+        fig.add_scatter(x=d["rank"], y=d.frequency, mode="markers", name=f"{name} · s = {_exponent(d):.2f}", meta=name, legendgroup=name,
+                        marker=dict(color=color[name], size=5, opacity=0.7),
+                        hovertemplate=f"{html.escape(name)}: rank %{{x:,}}, frequency %{{y:.2e}}<extra></extra>")
+        fig.add_scatter(x=d["rank"], y=d.fit, mode="lines", name=f"{name} fit", meta=f"{name} fit", legendgroup=name, showlegend=False,
+                        line=dict(color=color[name], dash="dot", width=1.5), hoverinfo="skip")
+    fig.update_layout(title=title or f"Zipf plot of the masked tokens at rate {rate:.0%} (s: fitted exponent)", template="plotly_white",
+                      xaxis=dict(title="rank of the token among those masked", type="log"),
+                      yaxis=dict(title="relative frequency", type="log", exponentformat="power"), legend_title_text="tokens · Zipf exponent")
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #b74273f6
+def plot_rank_bins(rank:pd.DataFrame, # mask_profiles(...)["rank"]: policy, rate, rank_bin, masked, masked_share, corpus_share
+                   rate:float=None,   # which rate; None: the first
+                   policies=None,     # which policies; None: all
+                   title:str=None,
+                  )->go.Figure:
+    "Share of the masked tokens per corpus-frequency rank bin (log bins), one bar per policy beside the corpus."
+    rate = _pick_rate(rank, rate, "rank")
+    df = rank[np.isclose(rank.rate, rate)]
+    names = _policies(df, policies)
+    color = colors_for(["corpus", *names])
+    first = df[df.policy == names[0]]
+    fig = go.Figure()
+    fig.add_bar(x=first.rank_bin, y=first.corpus_share, name="corpus", meta="corpus", marker_color=color["corpus"],
+                hovertemplate="corpus: %{y:.1%} of tokens have a rank in %{x}<extra></extra>")
+    for name in names:
+        d = df[df.policy == name]
+        fig.add_bar(x=d.rank_bin, y=d.masked_share, name=name, meta=name, marker_color=color[name], customdata=d.masked,
+                    hovertemplate=f"{html.escape(name)}: %{{y:.1%}} of masked tokens have a rank in %{{x}} (%{{customdata:,}})<extra></extra>")
+    fig.update_layout(title=title or f"How frequent the masked tokens are, at rate {rate:.0%}", template="plotly_white", barmode="group",
+                      xaxis_title="corpus frequency rank of the token (1 = most frequent)", yaxis=dict(title="share of tokens", tickformat=".0%"),
+                      legend_title_text="masked by")
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #12768a4f
+def plot_divergence(divergence:pd.DataFrame, # mask_profiles(...)["divergence"]: rate, a, b, js_pos, js_rank
+                    rate:float=None,         # which rate; None: the first
+                    over:str="pos",          # "pos": over POS tags; "rank": over rank bins
+                    title:str=None,
+                   )->go.Figure:
+    "Jensen-Shannon divergence (bits) between what the policies mask and the corpus, pair by pair, as a heatmap."
+    if over not in ("pos", "rank"): raise ValueError(f"over must be 'pos' or 'rank', got {over!r}")
+    rate = _pick_rate(divergence, rate, "divergence")
+    d = divergence[np.isclose(divergence.rate, rate)]
+    order = list(dict.fromkeys(["corpus", *d.a]))
+    m = d.pivot_table(index="a", columns="b", values=f"js_{over}").reindex(index=order, columns=order)
+    fig = go.Figure(go.Heatmap(z=m.values, x=order, y=order, colorscale="Blues", zmin=0, text=np.round(m.values, 3), texttemplate="%{text}",
+                               hovertemplate="JS(%{y}, %{x}) = %{z:.4f} bits<extra></extra>", colorbar_title="JS (bits)"))
+    fig.update_layout(title=title or f"Jensen-Shannon divergence over {'POS tags' if over == 'pos' else 'rank bins'} at rate {rate:.0%}",
+                      template="plotly_white", yaxis_autorange="reversed")
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #95818697
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+def _label(traj:pd.DataFrame) -> str:
+    "A title for a trajectory frame: its suite, task and metric, leaving out the ones that vary."
+    parts = [str(traj[c].iloc[0]) for c in ("suite", "task", "metric") if traj[c].nunique() == 1]
+    return " · ".join(p.split(":", 1)[-1] for p in parts) or "value"
+
+def _rate_traces(fig:go.Figure, rates:pd.DataFrame, color:dict, key:str):
+    "Each line's masking rate (that of its first run), dotted, on the right axis."
+    first = True
+    for label, d in rates.groupby(key, sort=False):
+        if label not in color: continue
+        d = d[d.run == d.run.iloc[0]].sort_values("step")
+        fig.add_scatter(x=d.step, y=d.mask_rate, yaxis="y2", mode="lines", name="masking rate (dotted, right axis)", legendgroup="mask_rate",
+                        showlegend=first, meta=f"{label} mask_rate", line=dict(color=color[label], dash="dot", width=1),
+                        hovertemplate=f"{html.escape(str(label))}: masking rate %{{y:.1%}} at step %{{x:,}}<extra></extra>")
+        first = False
+
+RATE_AXIS = dict(title="masking rate", overlaying="y", side="right", tickformat=".0%", rangemode="tozero", showgrid=False)
+BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)  # a legend out of the way of a right-hand axis
+
+# %% ../nbs/06_dashboards.ipynb #c798d08e
+def plot_trajectories(traj:pd.DataFrame,          # from analysis.trajectory (one or more tasks): run, group, step, value, suite, task, metric
+                      rates:pd.DataFrame=None,     # masking rate by step, e.g. Runs.metrics (run, group, step, mask_rate): drawn on the right axis
+                      speedup:pd.DataFrame=None,   # from analysis.speedup_to_target: marks where each group reaches the target
+                      title:str=None,
+                     )->go.Figure:
+    "An evaluation over training: one line per run group (the mean over its seeds, with a 95% band), one dash per task."
+    if traj.empty: raise ValueError("the trajectory is empty: the runs have no such evaluation records (see analysis.trajectory)")
+    groups, tasks = list(dict.fromkeys(traj.group)), list(dict.fromkeys(traj.task))
+    color, dash = colors_for(groups), {t: DASHES[i % len(DASHES)] for i, t in enumerate(tasks)}
+    stats = seed_means(traj, by=("group", "task", "step"))
+    fig = go.Figure()
+    for (group, task), d in stats.groupby(["group", "task"], sort=False):
+        name = group if len(tasks) == 1 else f"{group} · {task}"
+        if (d.n > 1).any():  # several seeds: their 95% interval as a band
+            fig.add_scatter(x=[*d.step, *d.step[::-1]], y=[*d.ci_high, *d.ci_low[::-1]], fill="toself", mode="lines", line_width=0,
+                            fillcolor=color[group], opacity=0.15, legendgroup=name, showlegend=False, hoverinfo="skip", meta=f"{name} band")
+        fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=name, meta=name, legendgroup=name, customdata=d.n,
+                        line=dict(color=color[group], dash=dash[task]),
+                        hovertemplate=f"{html.escape(name)}: %{{y:.4g}} at step %{{x:,}} (%{{customdata}} runs)<extra></extra>")
+    if speedup is not None and len(speedup):
+        target = float(speedup.target.iloc[0])
+        fig.add_hline(y=target, line=dict(color=CORPUS_COLOR, dash="dash", width=1), annotation_text=f"target {target:.4g}",
+                      annotation_position="bottom right")
+        hit = speedup[speedup.steps_to_target.notna() & speedup.group.isin(groups)]
+        fig.add_scatter(x=hit.steps_to_target, y=[target] * len(hit), mode="markers+text", name="reaches the target", meta="speedup",
+                        marker=dict(symbol="diamond", size=10, color=[color[g] for g in hit.group], line=dict(color="black", width=1)),
+                        text=[f"{s:.2f}×" for s in hit.speedup], textposition="top center",
+                        hovertemplate="%{text} sooner: at step %{x:,.0f}<extra></extra>")
+    fig.update_layout(title=title or _label(traj), template="plotly_white", hovermode="x unified", legend_title_text="run",
+                      xaxis=dict(title="optimizer step", tickformat=","), yaxis_title=_label(traj))
+    if rates is not None:
+        _rate_traces(fig, rates[rates.group.isin(groups)], color, "group")
+        fig.update_layout(yaxis2=RATE_AXIS, legend=BELOW)
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #4abcb02f
+def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLiMP phenomena, GLUE tasks, ...): one panel each
+                         cols:int=3,         # panels per row
+                         title:str=None,
+                        )->go.Figure:
+    "Small multiples of an evaluation over training: one panel per task, one line per run group (the mean over seeds)."
+    if traj.empty: raise ValueError("the trajectory is empty: the runs have no such evaluation records (see analysis.trajectory)")
+    tasks = sorted(traj.task.unique(), key=_task_order)
+    groups = list(dict.fromkeys(traj.group))
+    color, rows, cols = colors_for(groups), math.ceil(len(tasks) / cols), min(cols, len(tasks))
+    names = [t.split(":", 1)[-1].replace("_", " ") for t in tasks]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_xaxes=True, vertical_spacing=min(0.12, 0.5 / rows),
+                        horizontal_spacing=0.06)
+    stats = seed_means(traj, by=("group", "task", "step"))
+    for i, task in enumerate(tasks):
+        for group in groups:
+            d = stats[(stats.task == task) & (stats.group == group)]
+            fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=group, legendgroup=group, showlegend=i == 0,
+                            meta=f"{task} · {group}", line_color=color[group], marker_size=4, row=i // cols + 1, col=i % cols + 1,
+                            hovertemplate=f"{html.escape(group)}: %{{y:.4g}} at step %{{x:,}}<extra>{html.escape(names[i])}</extra>")
+    fig.update_annotations(font_size=11)
+    kind = "phenomenon" if tasks[0].startswith("phenomenon:") else "task"
+    fig.update_layout(title=title or f"{traj.suite.iloc[0]} {traj.metric.iloc[0]} by {kind}", template="plotly_white",
+                      height=max(320, 230 * rows), legend_title_text="run", margin=dict(t=90))
+    return fig
+
+def _task_order(task:str) -> tuple:
+    "Headline tasks first (BLiMP overall, GLUE average), then phenomena, fields, and the rest by name."
+    return (0 if task in ("overall", "average") else 1 if task.startswith("phenomenon:") else 2 if task.startswith("field:") else 3, task)
+
+# %% ../nbs/06_dashboards.ipynb #fd899f75
+def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, mask_rate, ...
+                  y:str="loss",         # the metrics.jsonl field to draw: loss, tokens_per_s, grad_norm, lr, ...
+                  title:str=None,
+                 )->go.Figure:
+    "A training metric of each run against step, with each run's masking rate on the right axis."
+    if metrics.empty: raise ValueError("no metrics: the runs have logged no step yet (see PretrainConfig.log_every)")
+    if y not in metrics: raise ValueError(f"y must be a metrics.jsonl field, one of {', '.join(c for c in metrics.columns if c not in ('run', 'group'))}; got {y!r}")
+    color = colors_for(metrics.run)
+    fig = go.Figure()
+    for run, d in metrics.groupby("run", sort=False):
+        fig.add_scatter(x=d.step, y=d[y], mode="lines", name=run, meta=run, line_color=color[run],
+                        hovertemplate=f"{html.escape(run)}: {y} %{{y:.4g}} at step %{{x:,}}<extra></extra>")
+    _rate_traces(fig, metrics, color, "run")
+    fig.update_layout(title=title or f"Training {y} and masking rate", template="plotly_white", hovermode="x unified", legend_title_text="run",
+                      xaxis=dict(title="optimizer step", tickformat=","), yaxis_title=y, yaxis2=RATE_AXIS, legend=BELOW)
+    return fig
+
+# %% ../nbs/06_dashboards.ipynb #d72add81
+def _show(widget:go.FigureWidget, fig:go.Figure):
+    "Redraw `widget` as `fig` in one message, however many traces either has."
+    with widget.batch_update():
+        widget.data = []
+        widget.add_traces(list(fig.data))
+        widget.layout = fig.layout
+
+# %% ../nbs/06_dashboards.ipynb #5c4517ab
+INSPECTOR_TEXT = ("Marie Curie was a Polish and naturalised-French physicist and chemist who conducted pioneering research on "
+                  "radioactivity. In 1903 she became the first woman to win a Nobel Prize, shared with Pierre Curie and Henri Becquerel.")
+INSPECTOR_POLICIES = ("random", "whole_word", "span", "salient_span", "pos", "rts")  # the policies that need nothing but the text
+
+def with_sentinels(tokenizer, n:int=100):
+    "The tokenizer itself if it has <extra_id_N> sentinel tokens, else a copy with `n` of them added (for the 'rand' format)."
+    if Vocab.from_tokenizer(tokenizer).sentinel_ids: return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": [f"<extra_id_{i}>" for i in range(n)]})
+    return tokenizer
+
+def inspect_masking(text:str,                # the text to mask
+                    tokenizer,               # a fast tokenizer with [CLS], [SEP], [PAD] and [MASK]
+                    policy:str="whole_word", # a policy of maskers.POLICIES
+                    rate:float=0.15,         # the masking rate
+                    format:str=None,         # "mlm", "rts", "orig" or "rand" (which needs <extra_id_N> sentinels, see `with_sentinels`); None: the policy's own
+                    seed:int=0,              # the generator's seed
+                    batch:dict=None,         # the text's `encode_texts` batch, if already made
+                    **options,               # the policy's options, e.g. tags=("NOUN",) for "pos"
+                   )->tuple[dict, MaskedBatch]: # the annotated one-row batch and its masking
+    "Annotate one text and mask it with a policy: what the mask inspector shows."
+    if not isinstance(text, str) or not text.strip(): raise ValueError(f"the text is empty: type or paste a text to mask, got {text!r}")
+    batch = encode_texts(text, tokenizer) if batch is None else batch
+    masker = make_masker(policy, tokenizer, **options, **({} if format is None else {"format": format}))
+    return batch, masker(batch, rate, torch.Generator().manual_seed(seed))
+
+# %% ../nbs/06_dashboards.ipynb #7f3e4495
+_KIND_STYLE = {  # how mask_html marks a token
+    "mask": "background:#cfe2ff;border:1px solid #6ea8fe", "random": "background:#ffe5b4;border:1px solid #f0a040",
+    "kept": "background:#d1e7dd;border:1px solid #5cb85c", "sentinel": "background:#e2d9f3;border:1px solid #8c6bc8",
+    "plain": "border:1px solid transparent"}
+_KIND_LABEL = {"mask": "masked / [MASK]", "random": "random token", "kept": "kept, still predicted", "sentinel": "sentinel"}
+
+def _token_spans(tokens:list, kinds:list, titles:list) -> str:
+    "Tokens as inline boxes styled by kind, with a hover title."
+    return "".join(f'<span title="{html.escape(title)}" style="{_KIND_STYLE[k]};border-radius:3px;padding:0 2px;margin:1px;'
+                   f'display:inline-block;font-family:monospace">{html.escape(t)}</span>' for t, k, title in zip(tokens, kinds, titles))
+
+def mask_html(batch:dict,           # the batch that was masked (e.g. from encode_texts)
+              masked:MaskedBatch,   # its masking
+              tokenizer,            # to show the tokens
+              row:int=0,            # which row
+             )->str:
+    "One row of a masking as HTML: the tokens with the masked ones marked, the model's input and, for text-to-text formats, the target."
+    n = int(batch["attention_mask"][row].sum()) if "attention_mask" in batch else batch["input_ids"].shape[1]
+    ids, mask = batch["input_ids"][row, :n].tolist(), masked.mask[row, :n].tolist()
+    pos = batch["pos_ids"][row, :n].tolist() if "pos_ids" in batch else [-1] * n
+    titles = [UPOS_TAGS[p] if p >= 0 else "" for p in pos]
+    lines = [("text", tokenizer.convert_ids_to_tokens(ids), ["mask" if m else "plain" for m in mask], titles)]
+    if masked.targets is None:  # mlm, rts: the text with the selected tokens corrupted in place
+        new = masked.input_ids[row, :n].tolist()
+        kinds = ["plain" if not m else "mask" if t == tokenizer.mask_token_id else "kept" if t == o else "random" for m, t, o in zip(mask, new, ids)]
+        lines.append(("input", tokenizer.convert_ids_to_tokens(new), kinds, titles))
+    else:  # orig, rand: encoder input and decoder target
+        sentinels = set(Vocab.from_tokenizer(tokenizer).sentinel_ids)
+        keep = masked.attention_mask[row].bool() if masked.attention_mask is not None else torch.ones(masked.input_ids.shape[1], dtype=torch.bool)
+        kind = lambda t: "sentinel" if t in sentinels else "mask" if t == tokenizer.mask_token_id else "plain"
+        for name, seq in (("input", masked.input_ids[row][keep].tolist()), ("target", [t for t in masked.targets[row].tolist() if t != -100])):
+            lines.append((name, tokenizer.convert_ids_to_tokens(seq), [kind(t) for t in seq], [""] * len(seq)))
+    sel = int(masked.selectable[row, :n].sum()) if masked.selectable is not None else n
+    used = {k for _, _, kinds, _ in lines[1:] for k in kinds} - {"plain"}
+    legend = " ".join(f'<span style="{_KIND_STYLE[k]};border-radius:3px;padding:0 4px">{_KIND_LABEL[k]}</span>' for k in _KIND_LABEL if k in used)
+    rows = "".join(f'<tr><td style="vertical-align:top;padding-right:8px;color:#666">{name}</td>'
+                   f'<td style="line-height:1.9">{_token_spans(toks, kinds, tt)}</td></tr>' for name, toks, kinds, tt in lines)
+    return (f'<div class="maskviz-mask"><table>{rows}</table><div style="color:#444;margin-top:4px">{sum(mask)} of {sel} tokens masked '
+            f'({sum(mask) / max(sel, 1):.0%}) · {legend} · hover a token for its POS tag</div></div>')
+
+# %% ../nbs/06_dashboards.ipynb #6677394a
+def _pos_frame(batch:dict, masked:MaskedBatch, label:str, rate:float) -> pd.DataFrame:
+    "mask_stats's POS table of one masking, laid out like mask_profiles's 'pos' frame (the text itself as the corpus)."
+    pos = mask_stats(batch, masked)["pos"].rename(columns={"selectable_share": "corpus_share"})
+    return pos.assign(policy=label, rate=rate)[["policy", "rate", "pos", "masked", "masked_share", "corpus_share"]]
+
+class MaskInspector(widgets.VBox):
+    "A text, a policy, a format and a rate: the masked tokens, the model's input and target, and the POS tags of what was masked."
+    def __init__(self, tokenizer, text:str=INSPECTOR_TEXT, policy:str="whole_word", rate:float=0.15, format:str=None, seed:int=0,
+                 policies=INSPECTOR_POLICIES):
+        self.tokenizer, self._encoded, self._t5 = tokenizer, {}, None
+        self.text = widgets.Textarea(value=text, description="text", continuous_update=False, layout=widgets.Layout(width="95%", height="70px"))
+        self.policy = widgets.Dropdown(options=list(policies), value=policy, description="policy")
+        self.format = widgets.Dropdown(options=[("policy's own", ""), *[(f, f) for f in FORMATS]], value=format or "", description="format")
+        self.rate = widgets.FloatSlider(value=rate, min=0, max=1, step=0.01, description="rate", readout_format=".0%", continuous_update=False)
+        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", layout=widgets.Layout(width="170px"))
+        self.tokens, self.figure = widgets.HTML(), go.FigureWidget()
+        for control in (self.text, self.policy, self.format, self.rate, self.seed): control.observe(self._redraw, names="value")
+        super().__init__([self.text, widgets.HBox([self.policy, self.format, self.rate, self.seed]), self.tokens, self.figure])
+        self._redraw()
+
+    def _batch(self, text:str) -> dict:
+        if text not in self._encoded: self._encoded = {text: encode_texts(text, self.tokenizer)}  # spaCy runs once per text
+        return self._encoded[text]
+
+    def _tokenizer(self):
+        if self.format.value != "rand": return self.tokenizer
+        if self._t5 is None: self._t5 = with_sentinels(self.tokenizer)
+        return self._t5
+
+    def _redraw(self, change=None):
+        tok = self._tokenizer()
+        try: batch, masked = inspect_masking(self.text.value, tok, self.policy.value, self.rate.value, self.format.value or None, self.seed.value,
+                                             batch=self._batch(self.text.value))
+        except ValueError as e:  # e.g. an empty text
+            self.tokens.value = f"<b>{html.escape(str(e))}</b>"
+            return
+        self.tokens.value = mask_html(batch, masked, tok)
+        fig = plot_pos(_pos_frame(batch, masked, self.policy.value, self.rate.value), title="POS tags of the masked tokens and of the whole text",
+                       reference="whole text")
+        _show(self.figure, fig.update_layout(height=320, margin=dict(t=50, b=40)))
+
+def mask_inspector(tokenizer,                # a fast tokenizer, or a run folder (its tokenizer/ is used) or a tokenizer folder
+                   text:str=INSPECTOR_TEXT,  # the starting text
+                   policy:str="whole_word",  # the starting policy
+                   rate:float=0.15,          # the starting rate
+                  )->MaskInspector:
+    "An interactive view of what a masking policy does to a text of your own."
+    if isinstance(tokenizer, (str, Path)):
+        folder = Path(tokenizer)/"tokenizer" if (Path(tokenizer)/"tokenizer").is_dir() else Path(tokenizer)
+        tokenizer = load_tokenizer(folder)
+    return MaskInspector(tokenizer, text, policy, rate)
+
+# %% ../nbs/06_dashboards.ipynb #7f6ffce7
+SUMMARY_COLUMNS = {"policy": "policy", "realised_rate": "realised rate", "entity_share": "entity share", "zipf_exponent": "Zipf s",
+                   "js_pos": "JS to corpus (POS)", "js_rank": "JS to corpus (rank)", "mean_log10_rank": "mean log10 rank"}
+
+def summary_table(summary:pd.DataFrame, # mask_profiles(...)["summary"]
+                  rate:float=None,      # which rate; None: the first
+                  policies=None,        # which policies; None: all
+                 )->pd.DataFrame:       # one row per policy and one for the corpus, readable column names
+    "The summary of what each policy masks at one rate, beside the corpus's own numbers."
+    rate = _pick_rate(summary, rate, "summary")
+    d = summary[np.isclose(summary.rate, rate)]
+    d = d[d.policy.isin(_policies(d, policies))]
+    corpus = {"policy": "corpus", "realised_rate": np.nan, "entity_share": d.corpus_entity_share.iloc[0], "zipf_exponent": d.corpus_zipf_exponent.iloc[0],
+              "mean_log10_rank": d.corpus_mean_log10_rank.iloc[0], "js_pos": 0.0, "js_rank": 0.0}
+    return pd.concat([d, pd.DataFrame([corpus])], ignore_index=True)[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
+
+# %% ../nbs/06_dashboards.ipynb #96cc8151
+class PolicyComparison(widgets.VBox):
+    "What several policies mask, side by side: POS tags and Zipf plot at a chosen rate, and the summary table."
+    def __init__(self, profiles:dict, rate:float=None, policies=None):
+        self.profiles = profiles
+        names = list(dict.fromkeys(profiles["summary"].policy))
+        self.rate = widgets.SelectionSlider(options=[(f"{r:.0%}", r) for r in sorted(profiles["summary"].rate.unique())],
+                                            value=_pick_rate(profiles["summary"], rate, "summary"), description="rate", continuous_update=False)
+        self.policies = widgets.SelectMultiple(options=names, value=tuple(policies or names), description="policies", rows=min(len(names), 6))
+        self.pos, self.zipf, self.table = go.FigureWidget(), go.FigureWidget(), widgets.HTML()
+        for control in (self.rate, self.policies): control.observe(self._redraw, names="value")
+        super().__init__([widgets.HBox([self.policies, self.rate]), widgets.HBox([self.pos, self.zipf]), self.table])
+        self._redraw()
+
+    def _redraw(self, change=None):
+        chosen = list(self.policies.value)
+        if not chosen: self.table.value = "<b>pick at least one policy</b>"; return
+        rate, size = self.rate.value, dict(height=430, width=560, margin=dict(t=60, l=50, r=10, b=50), legend=dict(orientation="h", y=-0.25))
+        _show(self.pos, plot_pos(self.profiles["pos"], rate, chosen).update_layout(**size))
+        _show(self.zipf, plot_zipf(self.profiles["zipf"], rate, chosen).update_layout(**size))
+        self.table.value = summary_table(self.profiles["summary"], rate, chosen).to_html(index=False, float_format="{:.3f}".format, na_rep="")
+
+def policy_comparison(data,                        # blocks from data.make_blocks (annotated), or a corpus (a Dataset with "text") to annotate
+                      tokenizer,                   # the tokenizer of the blocks (or to make them with)
+                      policies=COMPARED_POLICIES,  # {label: policy name, (name, options) or masker}, as analysis.mask_profiles takes them
+                      rates=(0.15, 0.30),          # the rates to compare at
+                      max_blocks:int=500,          # blocks masked per policy and rate
+                      seed:int=0,                  # the masks' seed
+                     )->PolicyComparison:
+    "An interactive comparison of what masking policies mask, from blocks or a corpus."
+    if isinstance(data, Dataset) and "input_ids" not in data.column_names: data = make_blocks(data, tokenizer)
+    return PolicyComparison(mask_profiles(data, tokenizer, policies, rates=list(rates), seed=seed, max_blocks=max_blocks, quiet=True))
+
+# %% ../nbs/06_dashboards.ipynb #1527525f
+def trajectory_options(runs:Runs,      # from analysis.load_runs
+                       suite:str,      # blimp, mlm or glue
+                       task:str=None,  # a task of that suite; None or absent: its first task
+                      )->dict:         # {"tasks": [...], "metrics": [...]}: what the runs' evals hold
+    "The tasks of a suite (headline first) and the metrics of one task in the runs' evaluation records: the dashboard's menus."
+    ev = runs.evals[runs.evals.suite == suite]
+    if ev.empty: raise ValueError(f"the runs have no {suite!r} evaluations; they have {', '.join(sorted(runs.evals.suite.unique())) or 'none'}")
+    tasks = sorted(ev.task.unique(), key=_task_order)
+    task = task if task in tasks else tasks[0]
+    return {"tasks": tasks, "metrics": sorted(ev[ev.task == task].metric.unique(), key=lambda m: (m == "masked_tokens", m))}
+
+# %% ../nbs/06_dashboards.ipynb #88ac6750
+class TrajectoryDashboard(widgets.VBox):
+    "Pick runs, a suite, a task and a metric: its trajectory over training, with each run's masking rate."
+    def __init__(self, runs:Runs, suite:str=None):
+        self.runs = runs
+        suites = [s for s in ("blimp", "glue", "mlm") if s in set(runs.evals.suite)]
+        if not suites: raise ValueError("the runs have no evaluation records (evals.jsonl); evaluate them with maskviz.evals.evaluate_run")
+        names = list(runs.configs.run)
+        self.shown = widgets.SelectMultiple(options=names, value=tuple(names), description="runs", rows=min(len(names), 6))
+        self.suite = widgets.Dropdown(options=suites, value=suite or suites[0], description="suite")
+        self.task, self.metric = widgets.Dropdown(description="task"), widgets.Dropdown(description="metric")
+        self.mask_rate = widgets.Checkbox(value=True, description="masking rate (right axis)")
+        self.figure, self.message = go.FigureWidget(), widgets.HTML()
+        self._quiet = False
+        self._menus()  # fills the menus and draws
+        self.suite.observe(lambda change: self._menus(), names="value")
+        self.task.observe(lambda change: self._menus(self.task.value), names="value")
+        for control in (self.shown, self.metric, self.mask_rate): control.observe(self._redraw, names="value")
+        super().__init__([widgets.HBox([self.shown, widgets.VBox([self.suite, self.task, self.metric, self.mask_rate])]), self.figure, self.message])
+
+    def _menus(self, task:str=None):
+        "Refill the task and metric menus for the chosen suite and task, then redraw once."
+        if self._quiet: return
+        self._quiet = True  # setting options fires the menus' own observers
+        try:
+            opts = trajectory_options(self.runs, self.suite.value, task)
+            metric = self.metric.value
+            self.task.options = opts["tasks"]
+            self.task.value = task if task in opts["tasks"] else opts["tasks"][0]
+            self.metric.options = opts["metrics"]
+            self.metric.value = metric if metric in opts["metrics"] else opts["metrics"][0]
+        finally: self._quiet = False
+        self._redraw()
+
+    def _redraw(self, change=None):
+        if self._quiet: return
+        shown = list(self.shown.value)
+        traj = trajectory(self.runs, self.suite.value, self.task.value, self.metric.value)
+        traj = traj[traj.run.isin(shown)]
+        if traj.empty: self.message.value = "<b>pick at least one run that has this evaluation</b>"; return
+        self.message.value = ""
+        rates = self.runs.metrics[self.runs.metrics.run.isin(shown)] if self.mask_rate.value else None
+        _show(self.figure, plot_trajectories(traj, rates=rates).update_layout(height=450))
+
+def trajectory_dashboard(runs,           # run folders, a folder of them, or Runs from analysis.load_runs
+                         suite:str=None, # the starting suite; None: BLiMP if evaluated
+                        )->TrajectoryDashboard:
+    "An interactive view of the runs' evaluations over training."
+    return TrajectoryDashboard(runs if isinstance(runs, Runs) else load_runs(runs), suite)

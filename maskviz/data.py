@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
 import datasets
 from datasets import ClassLabel, Dataset, Features, List, Value
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -23,7 +24,8 @@ __all__ = ['DATA_ENV', 'HUB_DATASETS', 'UPOS_TAGS', 'UPOS_IDS', 'NO_ANNOTATION',
            'BLIMP_FEATURES', 'BLIMP_FIELD_FIXES', 'GLUE_TASKS', 'QA_FEATURES', 'QA_LOCAL_SPLITS', 'QA_SPLITS',
            'data_root', 'data_source', 'load_corpus', 'train_wordpiece', 'load_tokenizer', 'find_spacy_model',
            'load_spacy', 'align_annotations', 'tokenize_corpus', 'block_features', 'pack_blocks', 'make_blocks',
-           'block_frame', 'frequency_ranks', 'load_blimp', 'GlueTask', 'glue_files', 'load_glue', 'load_qa']
+           'block_frame', 'encode_texts', 'frequency_ranks', 'load_blimp', 'GlueTask', 'glue_files', 'load_glue',
+           'load_qa']
 
 # %% ../nbs/01_data.ipynb #ced27f11
 DATA_ENV = "MASKVIZ_DATA"  # environment variable naming the local data root
@@ -498,6 +500,39 @@ def block_frame(blocks:Dataset,                    # a blocks dataset
         df["pos"] = [UPOS_TAGS[p] if p >= 0 else "" for p in row["pos_ids"]]
         df["ent"] = row["ent_ids"]
     return df
+
+# %% ../nbs/01_data.ipynb #17c46fc5
+def encode_texts(texts:str|Sequence[str],          # one text, or a list of texts: one row each
+                 tokenizer:PreTrainedTokenizerFast, # a fast tokenizer with [CLS], [SEP] and [PAD]
+                 annotate:bool=True,                # add spaCy word, POS and entity ids (else pre-tokenizer words only)
+                 max_length:int=512,                # tokens per row at most, [CLS] and [SEP] included; longer texts are cut
+                 spacy_model:str=None,              # the spaCy model; None: the first installed of SPACY_MODELS
+                )->dict[str, torch.Tensor]:        # a batch of [rows, length] int64 tensors, as `blocks.with_format("torch")` gives
+    "A batch of `[CLS] text [SEP]` rows with the blocks' columns (and `attention_mask`), for masking texts of your own."
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts): raise ValueError(f"texts must be a string or a non-empty list of strings, got {texts!r}")
+    if tokenizer.pad_token_id is None: raise ValueError("the tokenizer has no [PAD] token; encode_texts pads rows to the longest")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+        raise ValueError(f"max_length must be an integer of at least 3 ([CLS], a token, [SEP]), got {max_length!r}")
+    rows = _tokenize_batch({"text": texts}, _backend(tokenizer), find_spacy_model(spacy_model) if annotate else None, spacy_batch=64)
+    cols = ["input_ids", "word_ids"] + (["pos_ids", "ent_ids"] if annotate else [])
+    n = min(max_length, max(len(ids) for ids in rows["input_ids"]) + 2)
+    out = {c: np.full((len(texts), n), NO_ANNOTATION, np.int64) for c in cols}
+    out["input_ids"][:] = tokenizer.pad_token_id
+    out["special_tokens_mask"], out["attention_mask"] = np.ones((len(texts), n), np.int64), np.zeros((len(texts), n), np.int64)
+    for r in range(len(texts)):
+        body = {c: np.asarray(rows[c][r][:n - 2], np.int64) for c in cols}
+        k = len(body["input_ids"])
+        for c in cols: out[c][r, 1:k + 1] = body[c]
+        if annotate:  # entity ids as the block contract numbers them: 0, 1, ... in order, -1 outside entities
+            e = body["ent_ids"]
+            starts = (e >= 0) & np.r_[True, e[1:] != e[:-1]]
+            out["ent_ids"][r, 1:k + 1] = np.where(e >= 0, np.cumsum(starts) - 1, NO_ANNOTATION)
+        out["word_ids"][r, 1:k + 1] -= out["word_ids"][r, 1]  # a cut text still counts its words from 0
+        out["input_ids"][r, [0, k + 1]] = tokenizer.cls_token_id, tokenizer.sep_token_id
+        out["special_tokens_mask"][r, 1:k + 1] = 0
+        out["attention_mask"][r, :k + 2] = 1
+    return {k: torch.from_numpy(v) for k, v in out.items()}
 
 # %% ../nbs/01_data.ipynb #5409bfe7
 def frequency_ranks(blocks:Dataset,  # a blocks dataset (or any dataset with input_ids and special_tokens_mask)

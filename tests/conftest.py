@@ -3,6 +3,10 @@ from pathlib import Path
 
 import pytest
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # quiet offline
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
@@ -23,3 +27,17 @@ def shared_data() -> Path:
     root = os.environ.get("MASKVIZ_DATA")
     if not root: pytest.skip("MASKVIZ_DATA is not set: point it at a local data folder to run the data tests")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    "Headless Chromium driven by Playwright, shared by the browser tests; skipped without Chromium unless MASKVIZ_REQUIRE_BROWSER=1."
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} not found: install it with `apt-get install chromium` to run the browser tests"
+        if os.environ.get("MASKVIZ_REQUIRE_BROWSER") == "1": pytest.fail(msg)
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -416,8 +416,8 @@ def speedup_to_target(traj:pd.DataFrame,          # one evaluation over training
     elif baseline in set(traj.run): base = traj[traj.run == baseline]
     else: raise ValueError(f"baseline {baseline!r} is neither a group nor a run of traj; groups: {_listing(traj.group.unique())}; runs: {_listing(traj.run.unique())}")
     base = base.groupby("step")["value"].mean()
-    if target is None: target, baseline_steps = float(base.iloc[-1]), float(base.index[-1])
-    else: target, baseline_steps = float(target), _steps_to(base, float(target), higher_is_better)
+    target = float(base.iloc[-1]) if target is None else float(target)
+    baseline_steps = _steps_to(base, target, higher_is_better)  # its last step, unless a noisy curve got there earlier
     rows = []
     for key, d in traj.groupby(["run", "group"] if by == "run" else "group", sort=False):
         steps = _steps_to(d.groupby("step")["value"].mean(), target, higher_is_better)

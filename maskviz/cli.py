@@ -16,7 +16,7 @@ from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 # %% auto #0
 __all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_CORPUS', 'schedules_command', 'pretrain_command',
            'eval_blimp_command', 'finetune_glue_command', 'demo_configs', 'demo_summary', 'run_demo', 'demo_command',
-           'parser', 'main']
+           'report_command', 'parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #6a3ca9d0
 def _schedule(spec:str):
@@ -235,9 +235,24 @@ def demo_command(args:argparse.Namespace) -> int:
         blimp = pd.DataFrame({name: _eval_table(Path(run), "blimp").iloc[:, 0] for name, run in runs.items()})
         print("\nBLiMP accuracy (subset) by step:")
         print(blimp.to_string())
+    from maskviz.report import write_report
+    page = write_report(runs, Path(args.out)/"report.html", title="maskviz demo: masking-rate schedules at small scale")
     print(f"\nDone in {(time.perf_counter() - t) / 60:.1f} min. Run records (config.json, metrics.jsonl, evals.jsonl, checkpoints/):")
     for run in runs.values(): print(f"  {run}")
+    print(f"Report (open it in a browser; it works offline): {page}")
     print(f"Evaluate more: maskviz eval-blimp {next(iter(runs.values()))}   |   maskviz finetune-glue RUN --tasks rte")
+    return 0
+
+# %% ../nbs/07_cli.ipynb #e115f8de
+def report_command(args:argparse.Namespace) -> int:
+    "Run `maskviz report`."
+    from maskviz.analysis import load_runs
+    from maskviz.report import run_summary, write_report
+    runs = load_runs(args.runs)
+    page = write_report(runs, args.out, title=args.title, baseline=args.baseline, mask_stats=not args.no_mask_stats)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(run_summary(runs, args.baseline).drop(columns=["group", "policy", "model"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, works offline)")
     return 0
 
 # %% ../nbs/07_cli.ipynb #5caf5572
@@ -293,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     _steps_arg(sp); _common_eval_args(sp)
     sp.set_defaults(run=finetune_glue_command)
 
-    sp = commands.add_parser("demo", help="pretrain three tiny models with three schedules and evaluate them (CPU, ~10 min)",
+    sp = commands.add_parser("demo", help="pretrain three tiny models with three schedules, evaluate them and write a report (CPU)",
                              description="Pretrain tiny BERTs with constant(0.15), constant(0.30) and linear(0.30, 0.15) on a slice of "
                                          "the local corpus, evaluate BLiMP (a subset), MLM loss and GLUE SST-2/MRPC along the way, and "
                                          "print a summary. Needs the local data root ($MASKVIZ_DATA).")
@@ -301,6 +316,17 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="optimizer steps per run (default 300)")
     sp.add_argument("--eval-every", type=_positive_int, default=100, metavar="N", help="steps between evaluations (default 100)")
     sp.set_defaults(run=demo_command)
+
+    sp = commands.add_parser("report", help="one self-contained HTML page of runs: schedules, trajectories, MLM loss, what the policies mask",
+                             description="Write one HTML report of run folders (or folders of them): a summary table, the schedules, the "
+                                         "training loss, BLiMP/GLUE/MLM trajectories with speedups, and the POS/Zipf statistics of the runs' "
+                                         "policies. plotly.js is inlined, so the page opens offline.")
+    sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders of run folders")
+    sp.add_argument("--out", type=_html_path, default="report.html", metavar="FILE.html", help="the page to write (default: report.html)")
+    sp.add_argument("--title", default="maskviz report", help="the page's title")
+    sp.add_argument("--baseline", metavar="GROUP", help="the run group speedups are measured against (default: the constant(0.15) runs)")
+    sp.add_argument("--no-mask-stats", action="store_true", help="leave out what the policies mask (it reads and annotates the runs' corpus)")
+    sp.set_defaults(run=report_command)
     return top
 
 # %% ../nbs/07_cli.ipynb #ad337645

@@ -11,7 +11,7 @@ def run(*args, cwd=None):
     return subprocess.run([str(MASKVIZ), *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", [[], ["schedules"], ["pretrain"], ["eval-blimp"], ["finetune-glue"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["schedules"], ["pretrain"], ["eval-blimp"], ["finetune-glue"], ["demo"], ["report"]])
 def test_help_on_every_command(command):
     out = run(*command, "--help")
     assert out.returncode == 0 and out.stdout.startswith("usage: maskviz")
@@ -96,3 +96,33 @@ def test_user_errors_exit_2_in_one_line(tiny_run, args, message):
     out = run(*[a.format(work=tiny_run) for a in args])
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert message in out.stderr and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_report_is_one_page_that_draws_offline(tiny_run, browser):
+    "`maskviz report` writes one HTML file whose every figure draws in Chromium with no error and no request off the page."
+    page_file = tiny_run / "report.html"
+    out = run("report", str(tiny_run / "run"), "--out", str(page_file), "--title", "tiny")
+    assert out.returncode == 0, out.stderr
+    assert f"wrote {page_file}" in out.stdout and "4/4" in out.stdout  # the summary table: steps done of steps
+    html = page_file.read_text()
+    assert "<script src=" not in html and "What the policies mask" in html
+    figures = html.count('class="plotly-graph-div"')
+    assert figures >= 5  # schedules, training, and the POS/Zipf/rank figures of the mask statistics
+    page = browser.new_page()
+    problems = []
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: not r.url.startswith(("file:", "data:", "blob:")) and problems.append(f"off-page request: {r.url}"))
+    page.goto(page_file.as_uri())
+    page.wait_for_function("n => document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= n", arg=figures, timeout=20_000)
+    page.close()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "{work}/nothing-here"], "is not a run folder"),
+    (["report", "{work}/run", "--out", "{work}/report.pdf"], "--out must name an .html file"),
+])
+def test_report_errors(tiny_run, args, message):
+    out = run(*[a.format(work=tiny_run) for a in args])
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -420,7 +420,7 @@ def mask_html(batch:dict,           # the batch that was masked (e.g. from encod
     used = {k for _, _, kinds, _ in lines[1:] for k in kinds} - {"plain"}
     legend = " ".join(f'<span style="{_KIND_STYLE[k]};border-radius:3px;padding:0 4px">{_KIND_LABEL[k]}</span>' for k in _KIND_LABEL if k in used)
     rows = "".join(f'<tr><td style="vertical-align:top;padding-right:8px;color:#666">{name}</td>'
-                   f'<td style="line-height:1.9">{_token_spans(toks, kinds, tt)}</td></tr>' for name, toks, kinds, tt in lines)
+                   f'<td style="line-height:1.9;text-align:left">{_token_spans(toks, kinds, tt)}</td></tr>' for name, toks, kinds, tt in lines)
     return (f'<div class="maskviz-mask"><table>{rows}</table><div style="color:#444;margin-top:4px">{sum(mask)} of {sel} tokens masked '
             f'({sum(mask) / max(sel, 1):.0%}) · {legend} · hover a token for its POS tag</div></div>')
 

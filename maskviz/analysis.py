@@ -388,7 +388,7 @@ def _steps_to(curve:pd.Series, target:float, higher_is_better:bool) -> float:
     "First step where `curve` (values by step) reaches `target`, interpolated linearly between the evaluations around it."
     steps, v = curve.index.to_numpy(float), curve.to_numpy(float)
     if not higher_is_better: v, target = -v, -target
-    hit = np.flatnonzero(v >= target)
+    hit = np.flatnonzero(v >= target - 1e-9 * max(1.0, abs(target)))  # a value equal to the target but for float rounding reaches it
     if not len(hit): return math.nan
     i = hit[0]
     if i == 0: return float(steps[0])  # at or past the target at its first evaluation

@@ -261,7 +261,7 @@ def _rate_traces(fig:go.Figure, rates:pd.DataFrame, color:dict, key:str):
                         hovertemplate=f"{html.escape(str(label))}: masking rate %{{y:.1%}} at step %{{x:,}}<extra></extra>")
         first = False
 
-RATE_AXIS = dict(title="masking rate", overlaying="y", side="right", tickformat=".0%", rangemode="tozero", showgrid=False)
+RATE_AXIS = dict(title="masking rate", overlaying="y", side="right", tickformat=".0%", rangemode="tozero", dtick=0.05, showgrid=False)
 BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)  # a legend out of the way of a right-hand axis
 
 # %% ../nbs/06_dashboards.ipynb #c798d08e

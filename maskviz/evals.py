@@ -238,7 +238,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
                   quiet:bool=False,      # no progress bars or logs
                  )->list[dict]:          # one record per metric: suite, task, metric, value, seed
     "Fine-tune a checkpoint on one GLUE task and score its validation split."
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments, set_seed
     name = _glue_task(task).name
     if name not in GLUE_FINETUNE_TASKS: raise ValueError(f"task must be one of {', '.join(GLUE_FINETUNE_TASKS)}, got {task!r}")
     checkpoint = Path(checkpoint)
@@ -248,6 +248,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     tok = AutoTokenizer.from_pretrained(checkpoint)
     regression = info.label_names is None
     with _transformers_quiet(quiet):  # the load report lists the new classifier head: expected, not news
+        set_seed(seed)  # the new classifier head is initialised here, before the Trainer seeds anything
         model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=1 if regression else len(info.label_names),
                                                                    problem_type="regression" if regression else "single_label_classification")
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # a small model's position table

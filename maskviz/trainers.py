@@ -309,10 +309,12 @@ class RunRecorder(TrainerCallback):
         step = state.global_step
         due = step == state.max_steps or (self.eval_every and step % self.eval_every == 0)
         if self.evaluator is None or not due or not state.is_world_process_zero: return
-        was_training = model.training
+        was_training, started = model.training, time.perf_counter()
         model.eval()
         try: records = self.evaluator(model, self.tokenizer, step) or []
-        finally: model.train(was_training)
+        finally:
+            model.train(was_training)
+            if self._t is not None: self._t += time.perf_counter() - started  # tokens/s counts training time only
         append_records(self.run_dir/"evals.jsonl", [{"step": step, **{k: v for k, v in r.items() if k != "step"}} for r in records])
 
 # %% ../nbs/03_trainers.ipynb #b4ad7f52

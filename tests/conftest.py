@@ -29,6 +29,16 @@ def shared_data() -> Path:
     return Path(root)
 
 
+@pytest.fixture
+def one_thread():
+    "Tiny models: one torch thread, since a second one waits on the busier core of a shared 2-core machine."
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def browser():
     "Headless Chromium driven by Playwright, shared by the browser tests; skipped without Chromium unless MASKVIZ_REQUIRE_BROWSER=1."

@@ -27,15 +27,6 @@ def _datasets_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
 
 
-@pytest.fixture
-def one_thread():
-    "Tiny models: one torch thread, since a second one waits on the busier core of a shared 2-core machine."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --- js_divergence -----------------------------------------------------------------------------------------------
 
 counts = st.lists(st.integers(0, 1000), min_size=1, max_size=20).filter(lambda c: sum(c) > 0)

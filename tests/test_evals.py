@@ -19,13 +19,7 @@ TEXTS = ["The cat sat on the mat.", "Some unbelievably small dogs were running."
          "A dog barks.", "Who did the children see?", "These books were not read by anyone."] * 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny forward passes: one torch thread, since a second one waits on the busier core of a shared 2-core machine."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

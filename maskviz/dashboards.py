@@ -349,12 +349,28 @@ def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, 
     return fig
 
 # %% ../nbs/06_dashboards.ipynb #d72add81
+def _same(a, b) -> bool:
+    "Whether two plotly property values are equal; arrays compare element by element, and what cannot be compared is unequal."
+    try:
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
+        return bool(a == b)
+    except (ValueError, TypeError): return False  # e.g. dicts that hold arrays: send them again
+
 def _show(widget:go.FigureWidget, fig:go.Figure):
-    "Redraw `widget` as `fig` in one message, however many traces either has."
+    """Redraw `widget` as `fig` in one update message. When the traces match in number and type, only the properties
+    that changed are sent (and those `fig` lacks are cleared; each trace keeps its uid); otherwise every trace is replaced."""
+    if [t.type for t in widget.data] != [t.type for t in fig.data]:
+        with widget.batch_update():
+            widget.data = []
+            widget.add_traces(list(fig.data))
+            widget.layout = fig.layout
+        return
     with widget.batch_update():
-        widget.data = []
-        widget.add_traces(list(fig.data))
-        widget.layout = fig.layout
+        for old, new in [*zip(widget.data, fig.data), (widget.layout, fig.layout)]:
+            o, n = old.to_plotly_json(), new.to_plotly_json()
+            for key in sorted(o.keys() | n.keys()):
+                if key not in ("type", "uid") and not _same(o.get(key), n.get(key)): old[key] = n.get(key)
 
 # %% ../nbs/06_dashboards.ipynb #5c4517ab
 INSPECTOR_TEXT = ("Marie Curie was a Polish and naturalised-French physicist and chemist who conducted pioneering research on "
@@ -505,15 +521,27 @@ class PolicyComparison(widgets.VBox):
         self.pos, self.zipf, self.table = go.FigureWidget(), go.FigureWidget(), widgets.HTML()
         for control in (self.rate, self.policies): control.observe(self._redraw, names="value")
         super().__init__([widgets.HBox([self.policies, self.rate]), widgets.HBox([self.pos, self.zipf]), self.table])
+        self._cache = {}
+        for r in self.rate.options: self._figures(r[1], list(self.policies.value))  # drawn ahead: moving the slider only sends them
         self._redraw()
+
+    def _figures(self, rate:float, chosen:list) -> tuple:
+        "The POS and Zipf figures and the table's HTML for `rate` and `chosen` policies, made once (profiles do not change)."
+        key = (rate, tuple(chosen))
+        if key not in self._cache:
+            size = dict(height=430, width=560, margin=dict(t=60, l=50, r=10, b=50), legend=dict(orientation="h", y=-0.25))
+            self._cache[key] = (plot_pos(self.profiles["pos"], rate, chosen).update_layout(**size),
+                                plot_zipf(self.profiles["zipf"], rate, chosen).update_layout(**size),
+                                summary_table(self.profiles["summary"], rate, chosen).to_html(index=False, float_format="{:.3f}".format, na_rep=""))
+        return self._cache[key]
 
     def _redraw(self, change=None):
         chosen = list(self.policies.value)
         if not chosen: self.table.value = "<b>pick at least one policy</b>"; return
-        rate, size = self.rate.value, dict(height=430, width=560, margin=dict(t=60, l=50, r=10, b=50), legend=dict(orientation="h", y=-0.25))
-        _show(self.pos, plot_pos(self.profiles["pos"], rate, chosen).update_layout(**size))
-        _show(self.zipf, plot_zipf(self.profiles["zipf"], rate, chosen).update_layout(**size))
-        self.table.value = summary_table(self.profiles["summary"], rate, chosen).to_html(index=False, float_format="{:.3f}".format, na_rep="")
+        pos, zipf, table = self._figures(self.rate.value, chosen)
+        _show(self.pos, pos)
+        _show(self.zipf, zipf)
+        self.table.value = table
 
 def policy_comparison(data,                        # blocks from data.make_blocks (annotated), or a corpus (a Dataset with "text") to annotate
                       tokenizer,                   # the tokenizer of the blocks (or to make them with)

@@ -265,6 +265,21 @@ RATE_AXIS = dict(title="masking rate", overlaying="y", side="right", tickformat=
 BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)  # a legend out of the way of a right-hand axis
 
 # %% ../nbs/06_dashboards.ipynb #c798d08e
+def _bounds(metric:str) -> tuple|None:
+    "The values a metric can take: shares in [0, 1], correlations (and the GLUE average, which may hold one) in [-1, 1]; None: unbounded."
+    if "accuracy" in metric or metric == "f1": return (0.0, 1.0)
+    if metric in ("mcc", "pearson", "spearman", "headline"): return (-1.0, 1.0)
+    return None
+
+def _value_range(metric:str, values, min_span:float=0.05) -> list|None:
+    """A y range for `values` of a bounded metric: their span padded (to at least `min_span`) and kept within the metric's
+    bounds, so a flat line is not stretched over a range it cannot reach; None for unbounded metrics (autoscale)."""
+    bounds, v = _bounds(metric), np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if bounds is None or not len(v): return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(0.08 * (hi - lo), (min_span - (hi - lo)) / 2)
+    return [max(bounds[0], lo - pad), min(bounds[1], hi + pad)]
+
 def plot_trajectories(traj:pd.DataFrame,          # from analysis.trajectory (one or more tasks): run, group, step, value, suite, task, metric
                       rates:pd.DataFrame=None,     # masking rate by step, e.g. Runs.metrics (run, group, step, mask_rate): drawn on the right axis
                       speedup:pd.DataFrame=None,   # from analysis.speedup_to_target: marks where each group reaches the target
@@ -293,8 +308,10 @@ def plot_trajectories(traj:pd.DataFrame,          # from analysis.trajectory (on
                         marker=dict(symbol="diamond", size=10, color=[color[g] for g in hit.group], line=dict(color="black", width=1)),
                         text=[f"{s:.2f}×" for s in hit.speedup], textposition="top center",
                         hovertemplate="%{text} sooner: at step %{x:,.0f}<extra></extra>")
+    shown = [*stats["mean"], *stats.ci_low[stats.n > 1], *stats.ci_high[stats.n > 1]]
+    if speedup is not None and len(speedup): shown.append(float(speedup.target.iloc[0]))
     fig.update_layout(title=title or _label(traj), template="plotly_white", hovermode="x unified", legend_title_text="run",
-                      xaxis=dict(title="optimizer step", tickformat=","), yaxis_title=_label(traj))
+                      xaxis=dict(title="optimizer step", tickformat=","), yaxis=dict(title=_label(traj), range=_value_range(traj.metric.iloc[0], shown)))
     if rates is not None:
         _rate_traces(fig, rates[rates.group.isin(groups)], color, "group")
         fig.update_layout(yaxis2=RATE_AXIS, legend=BELOW)
@@ -320,6 +337,7 @@ def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLi
             fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=group, legendgroup=group, showlegend=i == 0,
                             meta=f"{task} · {group}", line_color=color[group], marker_size=4, row=i // cols + 1, col=i % cols + 1,
                             hovertemplate=f"{html.escape(group)}: %{{y:.4g}} at step %{{x:,}}<extra>{html.escape(names[i])}</extra>")
+        fig.update_yaxes(range=_value_range(traj.metric.iloc[0], stats[stats.task == task]["mean"]), row=i // cols + 1, col=i % cols + 1)
     fig.update_annotations(font_size=11)
     kind = "phenomenon" if tasks[0].startswith("phenomenon:") else "task"
     fig.update_layout(title=title or f"{traj.suite.iloc[0]} {traj.metric.iloc[0]} by {kind}", template="plotly_white",

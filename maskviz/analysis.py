@@ -360,7 +360,8 @@ def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_r
                task:str=None,     # None: "overall" (blimp), "average" (glue), "rate=0.15" (mlm)
                metric:str=None,   # None: "pll_accuracy" (blimp), "loss" (mlm), "headline" (glue average) or a GLUE task's first GLUE_METRICS
               )->pd.DataFrame:    # run, group, step, progress, value, mask_rate, suite, task, metric
-    "One evaluation over training for every run, with the progress and the masking rate at each evaluated step."
+    """One evaluation over training for every run, with the progress and the masking rate at each evaluated step: the rate
+    the last step before the evaluation trained at (as metrics.jsonl logs it; the first step's at step 0)."""
     runs = runs if isinstance(runs, Runs) else load_runs(runs)
     ev = runs.evals
     suite = _pick(ev, "suite", suite, None, "the runs' evaluations")
@@ -378,7 +379,7 @@ def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_r
         raise ValueError(f"run {r.run!r} has a {suite} result at step {r.step}, outside its {cfg.steps[r.run]} steps; is its config.json the one it ran with?")
     schedules = {run: parse_schedule(spec) for run, spec in cfg.schedule.items()}
     df["progress"] = df.step / total
-    df["mask_rate"] = [schedules[run].at(int(s), int(n)) for run, s, n in zip(df.run, df.step, total)]
+    df["mask_rate"] = [schedules[run].at(max(int(s) - 1, 0), int(n)) for run, s, n in zip(df.run, df.step, total)]  # as metrics.jsonl: the last step trained
     order = {run: i for i, run in enumerate(cfg.index)}
     df = df.sort_values("step", kind="stable").sort_values("run", key=lambda r: r.map(order), kind="stable")
     return df.assign(suite=suite, task=task, metric=metric)[["run", "group", "step", "progress", "value", "mask_rate", "suite", "task", "metric"]].reset_index(drop=True)

@@ -323,8 +323,8 @@ def test_trajectory_means_glue_seeds_and_follows_the_schedule(sweep):
     assert t.metric.unique().tolist() == ["accuracy"]  # SST-2's headline metric
     assert t.value.values == pytest.approx([0.81, 0.85] * 2 + [0.83, 0.87] * 2)
     assert t.progress.tolist() == [0.5, 1.0] * 4
-    assert t.mask_rate.tolist() == [0.15] * 4 + [parse_schedule("linear(0.3, 0.15)").at(s, 100) for s in (50, 100)] * 2
-    assert t.mask_rate.tolist()[4:6] == pytest.approx([0.225, 0.15])
+    assert t.mask_rate.tolist() == [0.15] * 4 + [parse_schedule("linear(0.3, 0.15)").at(s - 1, 100) for s in (50, 100)] * 2
+    assert t.mask_rate.tolist()[4:6] == pytest.approx([0.2265, 0.1515])  # the rate the last step before each evaluation trained at
     avg = trajectory(sweep, "glue")
     assert avg.task.unique().tolist() == ["average"] and avg.value.values == pytest.approx([0.80, 0.84] * 2 + [0.82, 0.86] * 2)
     with pytest.raises(ValueError, match="no suite 'blimp' in the runs' evaluations; the suites there: glue"): trajectory(runs, "blimp")
@@ -356,7 +356,8 @@ def test_trajectory_of_real_runs(shared_data, tmp_path, one_thread):
     assert runs.metrics.step.tolist() == [1, 2, 3, 4]
     assert runs.metrics.mask_rate.tolist() == [parse_schedule("linear(0.4, 0.2)").at(s - 1, 4) for s in (1, 2, 3, 4)]
     t = trajectory(runs, "mlm")
-    assert t.step.tolist() == [2, 4] and t.mask_rate.tolist() == pytest.approx([0.3, 0.2]) and (t.value > 0).all()
+    assert t.step.tolist() == [2, 4] and t.mask_rate.tolist() == pytest.approx([0.35, 0.25]) and (t.value > 0).all()
+    assert t.mask_rate.tolist() == runs.metrics.set_index("step").mask_rate[[2, 4]].tolist()  # the rates metrics.jsonl logged
     assert trajectory(runs, "mlm", "rate=0.30", "accuracy").value.between(0, 1).all()
 
 

@@ -16,10 +16,10 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .data import frequency_ranks
-from .evals import GLUE_METRICS
 from .maskers import Vocab, make_masker, mask_stats
 from .schedules import parse_schedule
-from .trainers import _MAY_CHANGE, load_config, read_records
+# maskviz.trainers and maskviz.evals (and through them transformers' Trainer) are imported where they are used,
+# so that the figures and dashboards built on this module load without them
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'EVAL_COLUMNS', 'TRAJECTORY_DEFAULTS', 'js_divergence', 'zipf_fit', 'mask_profiles', 'Runs',
@@ -289,6 +289,7 @@ def _run_folders(runs) -> dict[str, Path]:
 # %% ../nbs/05_analysis.ipynb #64fadc19
 def _group_labels(configs:dict) -> dict:
     "{run: group label}: runs whose configs differ only in seed and in the fields trainers._MAY_CHANGE share a group."
+    from maskviz.trainers import _MAY_CHANGE
     ignore = {"seed", *_MAY_CHANGE}
     key = {run: json.dumps({k: v for k, v in c.items() if k not in ignore}, sort_keys=True, default=str) for run, c in configs.items()}
     first = {}  # group key -> its first run
@@ -321,6 +322,7 @@ def load_runs(runs, # a run folder, a folder of run folders, a list of either, o
              )->Runs:
     "Read run records (config.json, metrics.jsonl, evals.jsonl) into tidy frames, with runs grouped over seeds."
     folders = _run_folders(runs)
+    from maskviz.trainers import load_config, read_records
     configs = {run: load_config(p/"config.json").to_dict() for run, p in folders.items()}
     groups = _group_labels(configs)
     rows, metrics, evals = [], [], []
@@ -368,6 +370,7 @@ def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_r
     ev = ev[ev.suite == suite]
     dtask, dmetric = TRAJECTORY_DEFAULTS.get(suite, (None, None))
     task = _pick(ev, "task", task, dtask, f"suite {suite!r}")
+    from maskviz.evals import GLUE_METRICS
     if suite == "glue" and task in GLUE_METRICS: dmetric = GLUE_METRICS[task][0]  # the task's headline metric
     ev = ev[ev.task == task]
     metric = _pick(ev, "metric", metric, dmetric, f"{suite} task {task!r}")

@@ -41,13 +41,13 @@ def _positive_int(s:str) -> int:
 # %% ../nbs/07_cli.ipynb #cf959ef0
 def schedules_command(args:argparse.Namespace) -> int:
     "Run `maskviz schedules`: print the budget table and optionally write the figure."
-    from maskviz.dashboards import plot_schedules  # plotly only for this command
     named = {str(s): s for s in args.specs} if args.specs else PAPER_SCHEDULES
     table = budget_frame(named, total_steps=args.steps).drop(columns="spec")
     pct = lambda v: f"{v:.1%}"
     print(table.to_string(index=False, formatters=dict(start_rate=pct, end_rate=pct, mean_rate=pct,
                                                        budget_vs_reference=lambda v: f"{v:.2f}x")))
     if args.out:
+        from maskviz.dashboards import plot_schedules  # plotly and the dashboards only for the figure
         fig = plot_schedules(named, total_steps=args.steps)
         fig.write_html(args.out, include_plotlyjs=True, full_html=True)
         print(f"wrote {args.out}")

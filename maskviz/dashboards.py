@@ -74,6 +74,30 @@ def budget_text(schedule:Schedule,              # the schedule to describe
     ratio = f"{ours / theirs:.2f}× the tokens of {reference}" if theirs else f"tokens where {reference} predicts none"
     return f"{schedule}: mean masking rate {ours:.1%}, so it predicts {ratio}"
 
+# %% ../nbs/06_dashboards.ipynb #d72add81
+def _same(a, b) -> bool:
+    "Whether two plotly property values are equal; arrays compare element by element, and what cannot be compared is unequal."
+    try:
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
+        return bool(a == b)
+    except (ValueError, TypeError): return False  # e.g. dicts that hold arrays: send them again
+
+def _show(widget:go.FigureWidget, fig:go.Figure):
+    """Redraw `widget` as `fig` in one update message. When the traces match in number and type, only the properties
+    that changed are sent (and those `fig` lacks are cleared; each trace keeps its uid); otherwise every trace is replaced."""
+    if [t.type for t in widget.data] != [t.type for t in fig.data]:
+        with widget.batch_update():
+            widget.data = []
+            widget.add_traces(list(fig.data))
+            widget.layout = fig.layout
+        return
+    with widget.batch_update():
+        for old, new in [*zip(widget.data, fig.data), (widget.layout, fig.layout)]:
+            o, n = old.to_plotly_json(), new.to_plotly_json()
+            for key in sorted(o.keys() | n.keys()):
+                if key not in ("type", "uid") and not _same(o.get(key), n.get(key)): old[key] = n.get(key)
+
 # %% ../nbs/06_dashboards.ipynb #b3e10e8b
 class ScheduleExplorer(widgets.VBox):
     "Family and rate controls over a live schedule figure and its token budget."
@@ -97,10 +121,7 @@ class ScheduleExplorer(widgets.VBox):
         except ValueError as e:  # e.g. an exponential schedule that would have to reach 0
             self.budget.value = f"<b>{html.escape(str(e))}</b>"
             return
-        new = self._plot(schedule)
-        with self.figure.batch_update():
-            for trace, fresh in zip(self.figure.data, new.data):
-                trace.update(x=fresh.x, y=fresh.y, name=fresh.name, meta=fresh.meta, hovertemplate=fresh.hovertemplate)
+        _show(self.figure, self._plot(schedule))  # in place: only what changed
         self.budget.value = html.escape(budget_text(schedule, self.reference))
 
 def schedule_explorer(family:str="linear", # starting family, one of EXPLORER_FAMILIES
@@ -365,30 +386,6 @@ def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, 
     fig.update_layout(title=title or f"Training {y} and masking rate", template="plotly_white", hovermode="x unified", legend_title_text="run",
                       xaxis=dict(title="optimizer step", tickformat=","), yaxis_title=y, yaxis2=RATE_AXIS, legend=BELOW)
     return fig
-
-# %% ../nbs/06_dashboards.ipynb #d72add81
-def _same(a, b) -> bool:
-    "Whether two plotly property values are equal; arrays compare element by element, and what cannot be compared is unequal."
-    try:
-        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-            return a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
-        return bool(a == b)
-    except (ValueError, TypeError): return False  # e.g. dicts that hold arrays: send them again
-
-def _show(widget:go.FigureWidget, fig:go.Figure):
-    """Redraw `widget` as `fig` in one update message. When the traces match in number and type, only the properties
-    that changed are sent (and those `fig` lacks are cleared; each trace keeps its uid); otherwise every trace is replaced."""
-    if [t.type for t in widget.data] != [t.type for t in fig.data]:
-        with widget.batch_update():
-            widget.data = []
-            widget.add_traces(list(fig.data))
-            widget.layout = fig.layout
-        return
-    with widget.batch_update():
-        for old, new in [*zip(widget.data, fig.data), (widget.layout, fig.layout)]:
-            o, n = old.to_plotly_json(), new.to_plotly_json()
-            for key in sorted(o.keys() | n.keys()):
-                if key not in ("type", "uid") and not _same(o.get(key), n.get(key)): old[key] = n.get(key)
 
 # %% ../nbs/06_dashboards.ipynb #5c4517ab
 INSPECTOR_TEXT = ("Marie Curie was a Polish and naturalised-French physicist and chemist who conducted pioneering research on "

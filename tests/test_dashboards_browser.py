@@ -1,6 +1,7 @@
 """The live dashboards in JupyterLab and headless Chromium: each one runs in a notebook, a control moved as a user
-moves it redraws its figure with new data, nothing logs an error, and the control-to-redraw latency is reported."""
-import json, os, re, secrets, socket, subprocess, sys, time, urllib.request
+moves it redraws its figure with new data, nothing logs an error, and the control-to-redraw latency is reported (the
+median of several moves, one sample being at the mercy of a busy machine)."""
+import json, os, re, secrets, socket, statistics, subprocess, sys, time, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LATENCY_GOAL_MS = 150  # reported, never asserted
+MOVES = 5              # control moves timed per case, alternating the move and its undo
 
 
 # ---- moving a control as a user does ---------------------------------------------------------------------
@@ -43,6 +45,7 @@ class Case:
     id: str              # the test's id
     cells: list[str]     # notebook cells that build and display the dashboard (the last one displays it)
     act: Callable        # moves one control: choose(...), press(...), or any function of the Playwright page
+    undo: Callable       # moves it back, so that the move can be timed again
     figure: int = 0      # which plotly figure on the page (in page order) must redraw with new data
 
 
@@ -60,16 +63,17 @@ TINY_RUNS = ["import contextlib, io, tempfile\nfrom pathlib import Path\nfrom ma
              "    for spec in ('constant(0.15)', 'linear(0.3, 0.15)'): pretrain(PretrainConfig(schedule=spec, output_dir=str(work/spec), **common))"]
 
 CASES = [
-    Case("schedule-explorer-family", SCHEDULE_EXPLORER, choose("family", "cosine")),
-    Case("schedule-explorer-start", SCHEDULE_EXPLORER, press("start", "ArrowRight")),
+    Case("schedule-explorer-family", SCHEDULE_EXPLORER, choose("family", "cosine"), choose("family", "linear")),
+    Case("schedule-explorer-start", SCHEDULE_EXPLORER, press("start", "ArrowRight"), press("start", "ArrowLeft")),
     Case("mask-inspector-policy", [*WIKITEXT, "from maskviz.dashboards import mask_inspector", "mask_inspector(tok, policy='random')"],
-         choose("policy", "salient_span")),
+         choose("policy", "salient_span"), choose("policy", "random")),
     Case("mask-inspector-rate", [*WIKITEXT, "from maskviz.dashboards import mask_inspector", "mask_inspector(tok, policy='random')"],
-         press("rate", "PageUp")),
+         press("rate", "PageUp"), press("rate", "PageDown")),
     Case("policy-comparison-rate", [*WIKITEXT, "from maskviz.dashboards import policy_comparison",
-                                    "policy_comparison(make_blocks(lines, tok), tok, max_blocks=100)"], press("rate", "ArrowRight"), figure=1),
+                                    "policy_comparison(make_blocks(lines, tok), tok, max_blocks=100)"],
+         press("rate", "ArrowRight"), press("rate", "ArrowLeft")),
     Case("trajectory-suite", [*TINY_RUNS, "from maskviz.dashboards import trajectory_dashboard", "trajectory_dashboard(work)"],
-         choose("suite", "mlm")),
+         choose("suite", "mlm"), choose("suite", "blimp")),
 ]
 
 
@@ -207,14 +211,16 @@ def test_dashboard_redraws_on_control(case, browser, lab, tmp_path, capsys, reco
         wait_for(page, FIGURE_DRAWN, f"plotly figure {case.figure} (counting from 0) was not drawn", problems, 30, arg=case.figure)
         ran = time.perf_counter() - start
 
-        page.evaluate(ARM, case.figure)
-        case.act(page)
-        wait_for(page, "() => window.__maskviz.drawnAt !== null",
-                 f"figure {case.figure} did not redraw with new data after the control moved", problems, 15)
-        moved = page.evaluate("() => window.__maskviz")
-        latency = moved["drawnAt"] - moved["inputAt"]
-
-        page.wait_for_timeout(300)  # let the rest of the dashboard (text readouts) settle before the checks and the picture
+        latencies = []
+        for move in range(MOVES):
+            page.evaluate(ARM, case.figure)
+            (case.undo if move % 2 else case.act)(page)
+            wait_for(page, "() => window.__maskviz.drawnAt !== null",
+                     f"figure {case.figure} did not redraw with new data after move {move + 1} of the control", problems, 15)
+            moved = page.evaluate("() => window.__maskviz")
+            latencies.append(moved["drawnAt"] - moved["inputAt"])
+            page.wait_for_timeout(300)  # let the rest of the dashboard (text readouts) settle before the next move and the checks
+        latency = statistics.median(latencies)
         shot = tmp_path / f"{case.id}.png"
         page.screenshot(path=shot, full_page=True)
         tracebacks = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
@@ -227,5 +233,5 @@ def test_dashboard_redraws_on_control(case, browser, lab, tmp_path, capsys, reco
         for s in lab.api("GET", "sessions"): lab.api("DELETE", f"sessions/{s['id']}")  # stop the case's kernel
     record_property("control_to_redraw_ms", round(latency, 1))
     with capsys.disabled():
-        print(f"\n{case.id}: control-to-redraw {latency:.0f} ms (goal < {LATENCY_GOAL_MS} ms, via {moved['by']}); "
-              f"ran in {ran:.1f} s; screenshot {shot}")
+        print(f"\n{case.id}: control-to-redraw {latency:.0f} ms, median of {', '.join(f'{t:.0f}' for t in latencies)} "
+              f"(goal < {LATENCY_GOAL_MS} ms, via {moved['by']}); ran in {ran:.1f} s; screenshot {shot}")

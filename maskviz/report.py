@@ -14,8 +14,8 @@ import plotly.offline
 
 import maskviz
 from .analysis import Runs, load_runs, mask_profiles, speedup_to_target, trajectory
-from .dashboards import (plot_pos, plot_rank_bins, plot_schedules, plot_training, plot_trajectories, plot_trajectory_grid,
-                                plot_zipf, summary_table)
+from .dashboards import (plot_mask_profiles, plot_rank_bins, plot_schedules, plot_training, plot_trajectories,
+                                plot_trajectory_grid, summary_table)
 from .data import load_corpus, load_tokenizer, make_blocks
 from .evals import GLUE_METRICS
 from .schedules import mean_rate, parse_schedule
@@ -84,8 +84,7 @@ def _mask_section(runs:Runs, max_blocks:int) -> list:
     text = (f"{len(blocks)} blocks of {c['block_size']} tokens of {c['corpus']!s}, masked with the runs' policies at the start and end "
             f"rates of their schedules ({', '.join(f'{r:.0%}' for r in rates)}); the grey bars are the corpus.")
     out = [("What the policies mask", text, summary_table(profiles["summary"], rates[0]))]
-    for r in rates: out += [(f"POS tags of the masked tokens at {r:.0%}", "", plot_pos(profiles["pos"], r)),
-                            (f"Zipf plot of the masked tokens at {r:.0%}", "", plot_zipf(profiles["zipf"], r))]
+    out += [(f"POS tags and Zipf plot of the masked tokens at {r:.0%}", "", plot_mask_profiles(profiles, r, max_points=None)) for r in rates]
     out.append(("Frequency ranks of the masked tokens", "", plot_rank_bins(profiles["rank"], rates[-1])))
     return out
 

@@ -531,12 +531,16 @@ def mine_pmi_ngrams(sequences,         # token ids: a blocks dataset (its input_
                     tokenizer=None,    # a HF tokenizer or Vocab: special tokens split n-grams; a tokenizer adds a text column
                     max_n:int=5,       # longest n-gram, in tokens
                     min_count:int=10,  # n-grams seen fewer times are not ranked: their PMI is noise
-                    size:int|None=None,# keep the best `size` n-grams (the paper: 800K); None keeps all that pass min_count
+                    size:int|None=None,# keep the best `size` n-grams (the paper: 800K); None keeps all that pass min_count and min_pmi
+                    min_pmi:float|None=0.0, # keep n-grams whose PMI is above this; the default drops those that occur no more often than
+                                            # their parts predict (not correlated spans); None keeps every PMI
                    )->pd.DataFrame:    # ngram (tuple of ids), n, count, pmi (and text), best first
     "The corpus's n-grams of 2..max_n tokens ranked by PMI (Levine et al., 2021)."
     if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 2: raise ValueError(f"max_n must be an integer >= 2, got {max_n!r}")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1: raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1): raise ValueError(f"size must be a positive integer or None, got {size!r}")
+    if min_pmi is not None and (isinstance(min_pmi, bool) or not isinstance(min_pmi, (int, float)) or not math.isfinite(min_pmi)):
+        raise ValueError(f"min_pmi must be a finite number or None, got {min_pmi!r}")
     vocab = None if tokenizer is None else tokenizer if isinstance(tokenizer, Vocab) else Vocab.from_tokenizer(tokenizer)
     toks = _flat_tokens(sequences, set(vocab.special_ids) if vocab else set())
     N, base = len(toks), int(toks.max()) + 2
@@ -561,6 +565,7 @@ def mine_pmi_ngrams(sequences,         # token ids: a blocks dataset (its input_
         pmi = logp[n][at] - best
         rows += [(tuple(toks[a:a + n].tolist()), n, int(c), float(v)) for a, c, v in zip(at, counts[good], pmi)]
     df = pd.DataFrame(rows, columns=["ngram", "n", "count", "pmi"]).sort_values(["pmi", "count"], ascending=False, ignore_index=True)
+    if min_pmi is not None: df = df[df.pmi > min_pmi].reset_index(drop=True)
     if size is not None: df = df.head(size)
     if tokenizer is not None and not isinstance(tokenizer, Vocab): df["text"] = [tokenizer.decode(list(g)) for g in df.ngram]
     return df

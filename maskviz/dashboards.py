@@ -158,6 +158,17 @@ def _pick_rate(df:pd.DataFrame, rate:float|None, what:str) -> float:
     if not near: raise ValueError(f"rate {rate} is not in the {what} frame; it has {', '.join(f'{r:g}' for r in rates)}")
     return near[0]
 
+def _policy_colors(df:pd.DataFrame) -> dict:
+    "Colours for every policy of `df` and the corpus: a policy keeps its colour whichever of them a figure draws."
+    return colors_for(["corpus", *_policies(df, None)])
+
+def _group_colors(groups:list, colors:dict|None) -> dict:
+    "`colors` checked to cover `groups`, or a colour per group in order of appearance when None."
+    if colors is None: return colors_for(groups)
+    missing = [g for g in groups if g not in colors]
+    if missing: raise ValueError(f"colors has no colour for {missing}; pass one per group, e.g. colors_for(runs.configs.group)")
+    return colors
+
 def _policies(df:pd.DataFrame, policies) -> list:
     "The policies to draw: all of `df`'s but the corpus, or `policies` checked against them."
     have = list(dict.fromkeys(df.policy[df.policy != "corpus"]))
@@ -180,7 +191,7 @@ def plot_pos(pos:pd.DataFrame,  # mask_profiles(...)["pos"]: policy, rate, pos, 
     corpus = df[df.policy == names[0]].set_index("pos").corpus_share
     used = df.groupby("pos").masked.sum()
     tags = [t for t in corpus.sort_values(ascending=False, kind="stable").index if corpus[t] > 0 or used[t] > 0]
-    color = colors_for(["corpus", *names])
+    color = _policy_colors(df)
     fig = go.Figure()
     fig.add_bar(x=tags, y=corpus[tags], name=reference, marker_color=color["corpus"], meta="corpus",
                 hovertemplate=f"{html.escape(reference)}: %{{y:.1%}} of tokens are %{{x}}<extra></extra>")
@@ -215,7 +226,7 @@ def plot_zipf(zipf:pd.DataFrame, # mask_profiles(...)["zipf"]: policy, rate, ran
         raise ValueError(f"max_points must be None or an integer >= 2, got {max_points!r}")
     rate = _pick_rate(zipf, rate, "zipf")
     names = _policies(zipf[np.isclose(zipf.rate, rate)], policies)
-    color = colors_for(["corpus", *names])
+    color = _policy_colors(zipf[np.isclose(zipf.rate, rate)])
     fig = go.Figure()
     for name in ["corpus", *names]:
         d = zipf[zipf.policy == "corpus"] if name == "corpus" else zipf[(zipf.policy == name) & np.isclose(zipf.rate, rate)]
@@ -241,7 +252,7 @@ def plot_rank_bins(rank:pd.DataFrame, # mask_profiles(...)["rank"]: policy, rate
     rate = _pick_rate(rank, rate, "rank")
     df = rank[np.isclose(rank.rate, rate)]
     names = _policies(df, policies)
-    color = colors_for(["corpus", *names])
+    color = _policy_colors(df)
     first = df[df.policy == names[0]]
     fig = go.Figure()
     fig.add_bar(x=first.rank_bin, y=first.corpus_share, name="corpus", meta="corpus", marker_color=color["corpus"],
@@ -315,11 +326,12 @@ def plot_trajectories(traj:pd.DataFrame,          # from analysis.trajectory (on
                       rates:pd.DataFrame=None,     # masking rate by step, e.g. Runs.metrics (run, group, step, mask_rate): drawn on the right axis
                       speedup:pd.DataFrame=None,   # from analysis.speedup_to_target: marks where each group reaches the target
                       title:str=None,
+                      colors:dict=None,            # {group: colour}, e.g. colors_for(runs.configs.group), to keep colours across figures; None: in order of appearance
                      )->go.Figure:
     "An evaluation over training: one line per run group (the mean over its seeds, with a 95% band), one dash per task."
     if traj.empty: raise ValueError("the trajectory is empty: the runs have no such evaluation records (see analysis.trajectory)")
     groups, tasks = list(dict.fromkeys(traj.group)), list(dict.fromkeys(traj.task))
-    color, dash = colors_for(groups), {t: DASHES[i % len(DASHES)] for i, t in enumerate(tasks)}
+    color, dash = _group_colors(groups, colors), {t: DASHES[i % len(DASHES)] for i, t in enumerate(tasks)}
     stats = seed_means(traj, by=("group", "task", "step"))
     fig = go.Figure()
     for (group, task), d in stats.groupby(["group", "task"], sort=False):
@@ -352,12 +364,13 @@ def plot_trajectories(traj:pd.DataFrame,          # from analysis.trajectory (on
 def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLiMP phenomena, GLUE tasks, ...): one panel each
                          cols:int=3,         # panels per row
                          title:str=None,
+                         colors:dict=None,   # {group: colour}, as plot_trajectories takes it; None: in order of appearance
                         )->go.Figure:
     "Small multiples of an evaluation over training: one panel per task, one line per run group (the mean over seeds)."
     if traj.empty: raise ValueError("the trajectory is empty: the runs have no such evaluation records (see analysis.trajectory)")
     tasks = sorted(traj.task.unique(), key=_task_order)
     groups = list(dict.fromkeys(traj.group))
-    color, rows, cols = colors_for(groups), math.ceil(len(tasks) / cols), min(cols, len(tasks))
+    color, rows, cols = _group_colors(groups, colors), math.ceil(len(tasks) / cols), min(cols, len(tasks))
     names = [t.split(":", 1)[-1].replace("_", " ") for t in tasks]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_xaxes=True, vertical_spacing=min(0.12, 0.5 / rows),
                         horizontal_spacing=0.06)
@@ -622,6 +635,7 @@ class TrajectoryDashboard(widgets.VBox):
         self.task, self.metric = widgets.Dropdown(description="task"), widgets.Dropdown(description="metric")
         self.mask_rate = widgets.Checkbox(value=True, description="masking rate (right axis)")
         self.figure, self.message = go.FigureWidget(), widgets.HTML()
+        self.colors = colors_for(runs.configs.group)  # a run group keeps its colour when others are hidden
         self._quiet = False
         self._menus()  # fills the menus and draws
         self.suite.observe(lambda change: self._menus(), names="value")
@@ -651,7 +665,7 @@ class TrajectoryDashboard(widgets.VBox):
         if traj.empty: self.message.value = "<b>pick at least one run that has this evaluation</b>"; return
         self.message.value = ""
         rates = self.runs.metrics[self.runs.metrics.run.isin(shown)] if self.mask_rate.value else None
-        _show(self.figure, plot_trajectories(traj, rates=rates).update_layout(height=450))
+        _show(self.figure, plot_trajectories(traj, rates=rates, colors=self.colors).update_layout(height=450))
 
 def trajectory_dashboard(runs,           # run folders, a folder of them, or Runs from analysis.load_runs
                          suite:str=None, # the starting suite; None: BLiMP if evaluated

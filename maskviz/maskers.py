@@ -532,8 +532,7 @@ def mine_pmi_ngrams(sequences,         # token ids: a blocks dataset (its input_
                     max_n:int=5,       # longest n-gram, in tokens
                     min_count:int=10,  # n-grams seen fewer times are not ranked: their PMI is noise
                     size:int|None=None,# keep the best `size` n-grams (the paper: 800K); None keeps all that pass min_count and min_pmi
-                    min_pmi:float|None=0.0, # keep n-grams whose PMI is above this; the default drops those that occur no more often than
-                                            # their parts predict (not correlated spans); None keeps every PMI
+                    min_pmi:float|None=0.0, # keep n-grams with a PMI above this (0: those seen together more often than chance); None: every PMI
                    )->pd.DataFrame:    # ngram (tuple of ids), n, count, pmi (and text), best first
     "The corpus's n-grams of 2..max_n tokens ranked by PMI (Levine et al., 2021)."
     if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 2: raise ValueError(f"max_n must be an integer >= 2, got {max_n!r}")

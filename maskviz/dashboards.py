@@ -225,11 +225,11 @@ def plot_zipf(zipf:pd.DataFrame, # mask_profiles(...)["zipf"]: policy, rate, ran
     if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 2):
         raise ValueError(f"max_points must be None or an integer >= 2, got {max_points!r}")
     rate = _pick_rate(zipf, rate, "zipf")
-    names = _policies(zipf[np.isclose(zipf.rate, rate)], policies)
-    color = _policy_colors(zipf[np.isclose(zipf.rate, rate)])
+    at = zipf[np.isclose(zipf.rate, rate)]
+    names, color = _policies(at, policies), _policy_colors(at)
     fig = go.Figure()
     for name in ["corpus", *names]:
-        d = zipf[zipf.policy == "corpus"] if name == "corpus" else zipf[(zipf.policy == name) & np.isclose(zipf.rate, rate)]
+        d = zipf[zipf.policy == "corpus"] if name == "corpus" else at[at.policy == name]
         if d.empty: continue
         shown, ends = d.iloc[_log_thinned(d["rank"].to_numpy(), max_points)], d.iloc[[0, -1]]  # the fit is straight in log-log: its ends draw it
         fig.add_scatter(x=shown["rank"], y=shown.frequency, mode="markers", name=f"{name} · s = {_exponent(d):.2f}", meta=name, legendgroup=name,

@@ -15,8 +15,10 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .config import RUN_LOCATION_KEYS, load_config
 from .data import frequency_ranks
 from .maskers import Vocab, make_masker, mask_stats
+from .records import RunDir
 from .schedules import parse_schedule
 # maskviz.trainers and maskviz.evals (and through them transformers' Trainer) are imported where they are used,
 # so that the figures and dashboards built on this module load without them
@@ -255,8 +257,6 @@ class Runs:
     def _repr_html_(self) -> str: return f"<p>Runs: {self._counts()}</p>" + self.configs[_SHOWN].to_html(index=False)
 
 # %% ../nbs/05_analysis.ipynb #73571290
-def _is_run(p:Path) -> bool: return (p/"config.json").is_file()
-
 def _unique_labels(paths:list[Path]) -> list[str]:
     "Folder names as labels; clashing ones get their parent folder's name, then a number."
     names = [p.name for p in paths]
@@ -269,11 +269,12 @@ def _unique_labels(paths:list[Path]) -> list[str]:
 
 def _run_folders(runs) -> dict[str, Path]:
     "{label: run folder} from a run folder, a folder of run folders, a list of either, or {label: run folder}."
-    how = "pass a run folder written by maskviz.trainers.pretrain, a folder of them, a list of either, or {label: run folder}"
+    how = "pass a run folder written by maskviz pretrain, a folder of them, a list of either, or {label: run folder}"
     if isinstance(runs, Mapping):
         if not runs: raise ValueError(f"no runs given; {how}")
         for label, p in runs.items():
-            if not _is_run(Path(p)): raise FileNotFoundError(f"run {label!r}: {p} is not a run folder (it has no config.json); {how}")
+            if not RunDir.is_run(p):
+                raise FileNotFoundError(f"run {label!r}: {p} is not a run folder (it has no config.json); {how}")
         return {str(label): Path(p) for label, p in runs.items()}
     items = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs) if isinstance(runs, Sequence) else []
     if not items: raise ValueError(f"no runs given in {runs!r}; {how}")
@@ -281,17 +282,19 @@ def _run_folders(runs) -> dict[str, Path]:
     for item in items:
         if not isinstance(item, (str, os.PathLike)): raise ValueError(f"a run is given by its folder, got {item!r}; {how}")
         p = Path(item)
-        if _is_run(p): paths.append(p)
-        elif p.is_dir() and (found := sorted(q for q in p.iterdir() if _is_run(q))): paths += found
-        else: raise FileNotFoundError(f"{p} is not a run folder (it has no config.json){' and holds none' if p.is_dir() else ''}; {how}")
+        if RunDir.is_run(p): paths.append(p)
+        elif p.is_dir() and (found := sorted(q for q in p.iterdir() if RunDir.is_run(q))): paths += found
+        else:
+            holds = " and holds none" if p.is_dir() else ""
+            raise FileNotFoundError(f"{p} is not a run folder (it has no config.json){holds}; {how}")
     return dict(zip(_unique_labels(paths), paths))
 
 # %% ../nbs/05_analysis.ipynb #64fadc19
 def _group_labels(configs:dict) -> dict:
-    "{run: group label}: runs whose configs differ only in seed and in the fields trainers._MAY_CHANGE share a group."
-    from maskviz.trainers import _MAY_CHANGE
-    ignore = {"seed", *_MAY_CHANGE}
-    key = {run: json.dumps({k: v for k, v in c.items() if k not in ignore}, sort_keys=True, default=str) for run, c in configs.items()}
+    "{run: group label}: runs whose configs differ only in seed and in where they live (RUN_LOCATION_KEYS) share a group."
+    ignore = {"seed", *RUN_LOCATION_KEYS}
+    key = {run: json.dumps({k: v for k, v in c.items() if k not in ignore}, sort_keys=True, default=str)
+           for run, c in configs.items()}
     first = {}  # group key -> its first run
     for run, k in key.items(): first.setdefault(k, run)
     shared = {k: json.loads(k) for k in first}
@@ -322,14 +325,12 @@ def load_runs(runs, # a run folder, a folder of run folders, a list of either, o
              )->Runs:
     "Read run records (config.json, metrics.jsonl, evals.jsonl) into tidy frames, with runs grouped over seeds."
     folders = _run_folders(runs)
-    from maskviz.trainers import load_config, read_records
-    configs = {run: load_config(p/"config.json").to_dict() for run, p in folders.items()}
+    configs = {run: load_config(p).to_dict() for run, p in folders.items()}
     groups = _group_labels(configs)
     rows, metrics, evals = [], [], []
     for run, p in folders.items():
         c, g = configs[run], groups[run]
-        m = read_records(p, "metrics") if (p/"metrics.jsonl").exists() else []  # a truncated last line is skipped
-        e = read_records(p, "evals") if (p/"evals.jsonl").exists() else []
+        m, e = RunDir(p).read("metrics"), RunDir(p).read("evals")  # a truncated last line is skipped
         metrics.append(_frame(m, METRIC_COLUMNS, run, g))
         evals.append(_frame([{k: r.get(k) for k in EVAL_COLUMNS} for r in e], EVAL_COLUMNS, run, g))
         steps = [r["step"] for r in m + e if isinstance(r.get("step"), (int, float))]

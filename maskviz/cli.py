@@ -6,11 +6,12 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 import maskviz
+from .config import PretrainConfig, load_config
+from .records import RunDir
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 
 # %% auto #0
@@ -57,25 +58,26 @@ def schedules_command(args:argparse.Namespace) -> int:
 def _config_path(path:str) -> Path:
     "A config file, or a run folder's config.json."
     p = Path(path)
-    if p.is_dir():
-        if not (p/"config.json").exists(): raise FileNotFoundError(f"{p} is a folder without config.json; pass a YAML/JSON config file or a run folder")
-        return p/"config.json"
+    if p.is_dir() and not RunDir.is_run(p):
+        raise FileNotFoundError(f"{p} is a folder without config.json; pass a YAML/JSON config file or a run folder")
     return p
 
 def _last_metrics(run:Path) -> str:
     "One line on the run's last logged step."
-    from maskviz.trainers import read_records
-    m = read_records(run) if (run/"metrics.jsonl").exists() else []
+    m = RunDir(run).read("metrics")
     if not m: return "no step logged yet (see log_every)"
     last = m[-1]
-    return f"step {last['step']}: loss {last['loss']:.3f} at mask rate {last['mask_rate']:.3f}, {last['tokens_per_s']:,.0f} tokens/s"
+    return (f"step {last['step']}: loss {last['loss']:.3f} at mask rate {last['mask_rate']:.3f}, "
+            f"{last['tokens_per_s']:,.0f} tokens/s")
 
 def pretrain_command(args:argparse.Namespace) -> int:
-    "Run `maskviz pretrain`: load the config, apply the overrides, train (or resume)."
-    from maskviz.trainers import load_config, pretrain
-    config = load_config(_config_path(args.config), args.overrides)
-    print(f"run folder: {config.output_dir}  ({config.model} model, schedule {config.schedule}, policy {config.policy}, {config.steps} steps)")
-    run = pretrain(config)
+    "Run `maskviz pretrain`: load and check the config, apply the overrides, train (or resume)."
+    overwrite = args.overwrite or "--overwrite" in args.overrides
+    config = load_config(_config_path(args.config), [o for o in args.overrides if o != "--overwrite"])
+    print(f"run folder: {config.output_dir}  ({config.model} model, schedule {config.schedule}, "
+          f"policy {config.policy}, {config.steps} steps)")
+    from maskviz.trainers import pretrain  # torch and transformers: only once the config is known to be good
+    run = pretrain(config, overwrite=overwrite)
     print(_last_metrics(run))
     if (run/"evals.jsonl").exists(): print(_eval_table(run).to_string())
     print(f"run record: {run}/config.json, metrics.jsonl, evals.jsonl, checkpoints/")
@@ -84,15 +86,14 @@ def pretrain_command(args:argparse.Namespace) -> int:
 # %% ../nbs/07_cli.ipynb #8b6ed2c9
 def _is_run(path:Path) -> bool:
     "Whether `path` is a run folder (has checkpoints/), else it must be a model folder."
-    if (path/"checkpoints").is_dir(): return True
+    if RunDir(path).checkpoints_dir.is_dir(): return True
     if (path/"config.json").exists() and "model_type" in json.loads((path/"config.json").read_text()): return False
     raise FileNotFoundError(f"{path} is neither a run folder (with checkpoints/) nor a model folder (config.json from save_pretrained)")
 
 def _eval_table(run:Path, suite:str=None) -> pd.DataFrame:
     "The run's headline evaluation values by step: BLiMP overall, MLM loss per rate, GLUE headline per task and average."
     from maskviz.evals import GLUE_METRICS
-    from maskviz.trainers import read_records
-    df = pd.DataFrame(read_records(run, "evals"))
+    df = RunDir(run).frame("evals")
     if df.empty: return df
     if suite: df = df[df.suite == suite]
     blimp = (df.suite == "blimp") & (df.task == "overall")
@@ -174,7 +175,6 @@ def demo_configs(out:str|Path="maskviz-demo",   # the demo's folder: one run fol
                  data_dir:str|Path=None,         # the local data root; None: $MASKVIZ_DATA
                 )->dict:                         # run name -> PretrainConfig
     "The demo's three run configs: the same tiny model, data and evaluations, one schedule each."
-    from maskviz.trainers import PretrainConfig
     out = Path(out)
     common = dict(model="tiny", corpus=DEMO_CORPUS, max_lines=max_lines, tokenizer=str(out/"tokenizer"), vocab_size=8192,
                   block_size=128, batch_size=32, steps=steps, lr=1e-3, warmup=0.06, log_every=10, save_every=eval_every,
@@ -196,13 +196,11 @@ def _demo_tokenizer(config):
 
 def demo_summary(runs:dict) -> pd.DataFrame:
     "One row per run: schedule, mean training mask rate, and the final evaluations."
-    from maskviz.trainers import read_records
     rows = []
     for name, run in runs.items():
-        run = Path(run)
-        metrics, table = read_records(run), _eval_table(run)
+        metrics, table = RunDir(run).read("metrics"), _eval_table(run)
         final = table.iloc[-1].to_dict() if len(table) else {}
-        config = json.loads((run/"config.json").read_text())["config"]
+        config = RunDir(run).config()
         steps = metrics[-1]["step"] if metrics else 0
         rows.append({"run": name, "schedule": config["schedule"], "steps": steps,
                      "mean mask rate": round(mean_rate(config["schedule"], steps), 4) if steps else None,
@@ -282,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
                              description="Pretrain a masked LM. CONFIG is a YAML/JSON file of PretrainConfig fields, or a run folder "
                                          "(its config.json, to resume it). Fields can be overridden: --steps 100 --schedule 'cosine(0.3,0.15)'.")
     sp.add_argument("config", metavar="CONFIG", help="a YAML/JSON config file, or a run folder")
+    sp.add_argument("--overwrite", action="store_true", help="clear an output folder that holds another run first")
     sp.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value", help="config fields to override")
     sp.set_defaults(run=pretrain_command)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evals.ipynb #bfce8cfd
 from __future__ import annotations
-import contextlib, dataclasses, math, re, tempfile
+import contextlib, dataclasses, math, tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -14,19 +14,18 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
 from .data import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp, load_corpus, load_glue, make_blocks
 from .maskers import make_masker
-from .trainers import EVAL_SUITES, PretrainConfig, append_records, load_config, read_records
+from .records import RunDir
 
 # %% auto #0
-__all__ = ['PLL_VARIANTS', 'MLM_HEADS', 'GLUE_METRICS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK',
-           'SUITES', 'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'accuracy', 'f1', 'mcc',
-           'pearson', 'spearman', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune', 'mlm_eval',
-           'evaluate', 'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
+__all__ = ['MLM_HEADS', 'GLUE_METRICS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK', 'SUITES',
+           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'accuracy', 'f1', 'mcc', 'pearson',
+           'spearman', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate',
+           'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
-PLL_VARIANTS = ("original", "within_word_l2r")  # Salazar et al. 2020; Kauf & Ivanova 2023
-
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
                   word_ids:Sequence,        # the tokenizer's word id per token; None for special tokens
                   mask_id:int,              # the [MASK] token id
@@ -312,7 +311,7 @@ def mlm_eval(model,                     # a masked LM
     return out
 
 # %% ../nbs/04_evals.ipynb #ed055d85
-SUITES = EVAL_SUITES  # ("blimp", "mlm", "glue"), defined beside PretrainConfig.eval_suites
+SUITES = EVAL_SUITES  # ("blimp", "mlm", "glue"), defined in maskviz.config beside PretrainConfig.eval_suites
 
 def _suites(suites:str|Sequence[str]) -> list[str]:
     "`suites` as a list, each checked to be one of SUITES."
@@ -400,11 +399,11 @@ def run_evaluator(config,                    # a trainers.PretrainConfig (its ev
 
 # %% ../nbs/04_evals.ipynb #6bc9c18d
 def checkpoint_steps(run_dir:str|Path) -> dict[int, Path]:
-    "The run's checkpoint folders (`checkpoints/checkpoint-N`, or `step-N`) by step, in step order."
-    folder = Path(run_dir)/"checkpoints"
-    if not folder.is_dir(): raise FileNotFoundError(f"no checkpoints folder in {run_dir}; is it a run directory written by maskviz.trainers.pretrain?")
-    found = {int(m.group(1)): p for p in folder.iterdir() if (m := re.fullmatch(r"(?:checkpoint|step)-(\d+)", p.name)) and p.is_dir()}
-    return dict(sorted(found.items()))
+    "The run's checkpoint folders that hold a model (`checkpoints/checkpoint-N`, or `step-N`) by step, in step order."
+    run = RunDir(run_dir)
+    if not run.checkpoints_dir.is_dir():
+        raise FileNotFoundError(f"no checkpoints folder in {run_dir}; is it a run folder written by maskviz pretrain?")
+    return run.checkpoints()
 
 def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
                  suites:Sequence[str]=None, # any of SUITES; None: the config's eval_suites, else blimp and mlm
@@ -416,18 +415,21 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
                 )->list[dict]:            # the records appended
     "Evaluate a run's checkpoints afterwards, appending each suite's records to its evals.jsonl."
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    run_dir, out = Path(run_dir), []
+    run, out = RunDir(run_dir), []
     found = checkpoint_steps(run_dir)
     steps = list(found) if steps is None else list(steps)
     for s in steps:
-        if s not in found: raise ValueError(f"no checkpoint for step {s} in {run_dir/'checkpoints'}; it has steps {list(found) or 'none'}")
+        if s not in found:
+            raise ValueError(f"no checkpoint for step {s} in {run.checkpoints_dir}; it has steps {list(found) or 'none'}")
     bad = [k for k in overrides if not k.startswith("eval_") or k not in PretrainConfig.__dataclass_fields__]
-    if bad: raise ValueError(f"unknown evaluation setting(s) {', '.join(bad)}; pass PretrainConfig eval_* fields, e.g. eval_blimp_limit=50")
-    config = load_config(run_dir/"config.json") if (run_dir/"config.json").exists() else PretrainConfig()
+    if bad:
+        raise ValueError(f"unknown evaluation setting(s) {', '.join(bad)}; pass PretrainConfig eval_* fields, "
+                         f"e.g. eval_blimp_limit=50")
+    config = load_config(run.path) if RunDir.is_run(run.path) else PretrainConfig()
     config = dataclasses.replace(config, **overrides)
     suites = _suites(suites or config.eval_suites or ("blimp", "mlm"))
-    evaluators = {x: run_evaluator(config, [x], quiet) for x in suites}  # one suite at a time: an interruption keeps the suites done
-    done = {(r["step"], r["suite"]) for r in read_records(run_dir, "evals")} if skip_done and (run_dir/"evals.jsonl").exists() else set()
+    evaluators = {x: run_evaluator(config, [x], quiet) for x in suites}  # one suite at a time: an interruption keeps
+    done = {(r["step"], r["suite"]) for r in run.read("evals")} if skip_done else set()  # the suites done
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     for s in tqdm(steps, desc="Checkpoints", disable=quiet):
         todo = [x for x in suites if (s, x) not in done]
@@ -436,5 +438,5 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
         tok = AutoTokenizer.from_pretrained(found[s])
         for suite in todo:
             recs = evaluators[suite](model, tok, s)
-            append_records(run_dir/"evals.jsonl", recs); out += recs
+            run.append("evals", recs); out += recs
     return out

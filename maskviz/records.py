@@ -67,9 +67,11 @@ def _record_name(name:str) -> str:
 
 OPTIMIZER_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt")  # kept in the latest checkpoint only
 
+def _has_model(path:Path) -> bool: return (path/"config.json").is_file() and any((path/w).is_file() for w in WEIGHTS)
+
 def _complete(path:Path) -> bool:
-    "A checkpoint folder with its trainer state and weights."
-    return (path/"trainer_state.json").is_file() and any((path/w).is_file() for w in WEIGHTS)
+    "A checkpoint folder a run can resume from: a model and the trainer state."
+    return _has_model(path) and (path/"trainer_state.json").is_file()
 
 class RunDir:
     "A run folder: its layout, config, records and checkpoints. The one place that knows what a run folder is."
@@ -178,24 +180,24 @@ class RunDir:
         return dict(sorted(found.items()))
 
     def checkpoints(self) -> dict[int, Path]:
-        "The complete checkpoint folders by step, in step order."
-        return {s: p for s, p in self._all_checkpoints().items() if _complete(p)}
+        "The checkpoint folders that hold a model (to evaluate), by step, in step order."
+        return {s: p for s, p in self._all_checkpoints().items() if _has_model(p)}
 
     def last_checkpoint(self) -> Path|None:
-        "The latest complete checkpoint, or None."
-        return next(reversed(self.checkpoints().values()), None)
+        "The latest checkpoint a run can resume from (a model and the trainer state), or None."
+        return next((p for p in reversed(self._all_checkpoints().values()) if _complete(p)), None)
 
     def discard_incomplete(self) -> list[str]:
-        "Remove staging leftovers and incomplete checkpoints; returns a line for each."
+        "Remove the checkpoints whose save was interrupted, and name the folders a resume cannot use; a line each."
         out = []
         if self.staging_dir.is_dir():
             for p in sorted(self.staging_dir.iterdir()):
                 out.append(f"removed the incomplete checkpoint {p.name} (its save was interrupted)")
             shutil.rmtree(self.staging_dir)
-        for p in self._all_checkpoints().values():
-            if not _complete(p):
-                shutil.rmtree(p)
-                out.append(f"removed the incomplete checkpoint {p.name} (no trainer state or weights)")
+        last = self.last_checkpoint()
+        for step, p in self._all_checkpoints().items():
+            if not _complete(p) and (last is None or step > int(CHECKPOINT.fullmatch(last.name).group(1))):
+                out.append(f"skipped {p.name}: no model or trainer state to resume from")
         return out
 
     def stage(self, step:int) -> Path:
@@ -212,6 +214,7 @@ class RunDir:
         final = self.checkpoints_dir/staged.name
         if final.exists(): shutil.rmtree(final)  # the same step saved again (a resumed run redoing it)
         os.replace(staged, final)
+        if not any(self.staging_dir.iterdir()): self.staging_dir.rmdir()
         for p in self.checkpoints().values():
             if p != final:
                 for name in OPTIMIZER_STATE: (p/name).unlink(missing_ok=True)

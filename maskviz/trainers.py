@@ -99,9 +99,9 @@ def _tokenizer(config:PretrainConfig, corpus, run:RunDir):
     if config.tokenizer: return load_tokenizer(config.tokenizer)
     return train_wordpiece(corpus, vocab_size=config.vocab_size)
 
-def _say(config:PretrainConfig, message:str):
-    "Tell the user about the run folder (on stderr), unless the config is quiet."
-    if config.progress_bar: print(f"maskviz: {message}", file=sys.stderr)
+def _say(message:str):
+    "Tell the user what was found in the run folder (on stderr)."
+    print(f"maskviz: {message}", file=sys.stderr)
 
 def _check_world_size(run:RunDir, world_size:int):
     "Refuse to resume a run on a different number of processes: every step would train on other tokens."
@@ -186,9 +186,9 @@ def pretrain(config:PretrainConfig,          # the run's config
         with args.main_process_first(desc="run folder"):  # the main process claims the folder, the others then read it
             if args.process_index == 0:
                 run.start(config.to_dict(), overwrite=overwrite)
-                for line in run.discard_incomplete(): _say(config, f"{run.path}: {line}")
+                for line in run.discard_incomplete(): _say(f"{run.path}: {line}")
         if (done := run.finished_step(config.steps)) is not None:
-            _say(config, f"run already finished at step {done}: {run.path}")
+            _say(f"run already finished at step {done}: {run.path}")
             return run.path
         last = run.last_checkpoint()
         if last is not None: _check_world_size(run, args.world_size)

@@ -2,9 +2,10 @@
 
 1. maskviz/*.py match what nbdev-export makes from nbs/      (tools/check_export.py)
 2. README.md matches nbs/index.ipynb                          (tools/render_readme.py --check)
-3. the notebooks' test cells                                  (nbdev-test; `#| slow`/`#| gpu` cells skipped)
-4. the docs site builds                                       (tools/build_docs.py -> _site/)
-5. pytest, including the browser test of the built docs       (tests/)
+3. ruff finds nothing in maskviz/, tools/, benchmarks/       (tools/lint.py; rules in pyproject.toml)
+4. the notebooks' test cells                                  (nbdev-test; `#| slow`/`#| gpu` cells skipped)
+5. the docs site builds                                       (tools/build_docs.py -> _site/)
+6. pytest, including the browser test of the built docs       (tests/)
 
 Every step runs even after one fails, so one run shows every problem. Exits 1 if any step failed.
 """
@@ -36,6 +37,7 @@ def main() -> int:
     results = [
         step("export check", [PY, "tools/check_export.py"]),
         step("README check", [PY, "tools/render_readme.py", "--check"]),
+        step("lint", [PY, "tools/lint.py"]),
         step("notebook tests", [BIN / "nbdev-test", "--n-workers", "2"]),
         step("docs build", [PY, "tools/build_docs.py", "--out", SITE]),
         step("pytest", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env={"MASKVIZ_DOCS_DIR": str(SITE)}),

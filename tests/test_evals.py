@@ -10,10 +10,10 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import BertConfig, BertForMaskedLM
 
-from maskviz.data import train_wordpiece
-from maskviz.evals import (PLL_VARIANTS, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, glue_average, glue_finetune,
-                           glue_metrics, masked_copies, mlm_eval, pll_scores, suite_evaluator)
-from maskviz.metrics import METRICS
+from maskviz.data import GLUE_TASKS, train_wordpiece
+from maskviz.evals import (GLUE_METRICS, PLL_VARIANTS, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, glue_average,
+                           glue_finetune, glue_metrics, masked_copies, mlm_eval, pll_scores, suite_evaluator)
+from maskviz.metrics import METRICS, headline
 from maskviz.trainers import read_records
 
 TEXTS = ["The cat sat on the mat.", "Some unbelievably small dogs were running.", "Every teacher praised herself.",
@@ -113,6 +113,13 @@ def test_glue_metrics_match_sklearn_scipy():
     assert mcc([0, 0, 0], [0, 0, 0]) == matthews_corrcoef([0, 0, 0], [0, 0, 0]) == 0.0
     assert f1([0, 0], [0, 0]) == 0.0
     assert math.isnan(pearson([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1, 2, 3], [2, 2, 2]))
+
+
+def test_glue_tasks_headlines():
+    # every GLUE task but the unlabelled diagnostic set has metrics; the headlines are the ones Ankner et al. average
+    assert set(GLUE_METRICS) == set(GLUE_TASKS) - {"ax"}
+    assert {name: headline("glue", name).name for name in GLUE_METRICS if headline("glue", name).name != "accuracy"} == {
+        "cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "spearman"}
 
 
 def test_glue_average_headline_numbers():

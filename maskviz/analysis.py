@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .config import RUN_LOCATION_KEYS, load_config
 from .data import frequency_ranks
 from .maskers import Vocab, make_masker, mask_stats
+from .metrics import METRICS, TASK_METRICS, headline
 from .records import RunDir
 from .schedules import parse_schedule
 # maskviz.trainers and maskviz.evals (and through them transformers' Trainer) are imported where they are used,
@@ -342,7 +343,8 @@ def load_runs(runs, # a run folder, a folder of run folders, a list of either, o
     return Runs(pd.DataFrame(rows), metrics, evals)
 
 # %% ../nbs/05_analysis.ipynb #64486b78
-TRAJECTORY_DEFAULTS = {"blimp": ("overall", "pll_accuracy"), "glue": ("average", "headline"), "mlm": ("rate=0.15", "loss")}  # suite -> (task, metric)
+TRAJECTORY_DEFAULTS = {suite: (task, headline(suite, task).name)  # suite -> (task, its headline metric)
+                       for suite, task in (("blimp", "overall"), ("glue", "average"), ("mlm", "rate=0.15"))}
 
 def _listing(values) -> str:
     "Up to a dozen values, then how many more."
@@ -361,7 +363,7 @@ def _pick(ev:pd.DataFrame, column:str, want, default, where:str) -> str:
 def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_runs` takes
                suite:str,         # "blimp", "glue", "mlm", or another suite in the runs' evaluations
                task:str=None,     # None: "overall" (blimp), "average" (glue), "rate=0.15" (mlm)
-               metric:str=None,   # None: "pll_accuracy" (blimp), "loss" (mlm), "headline" (glue average) or a GLUE task's first GLUE_METRICS
+               metric:str=None,   # None: the task's headline (maskviz.metrics): pll_accuracy, loss, a GLUE task's own
               )->pd.DataFrame:    # run, group, step, progress, value, mask_rate, suite, task, metric
     """One evaluation over training for every run, with the progress and the masking rate at each evaluated step: the rate
     the last step before the evaluation trained at (as metrics.jsonl logs it; the first step's at step 0)."""
@@ -371,8 +373,7 @@ def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_r
     ev = ev[ev.suite == suite]
     dtask, dmetric = TRAJECTORY_DEFAULTS.get(suite, (None, None))
     task = _pick(ev, "task", task, dtask, f"suite {suite!r}")
-    from maskviz.evals import GLUE_METRICS
-    if suite == "glue" and task in GLUE_METRICS: dmetric = GLUE_METRICS[task][0]  # the task's headline metric
+    if suite == "glue" and task in TASK_METRICS["glue"]: dmetric = headline(suite, task).name  # the task's own
     ev = ev[ev.task == task]
     metric = _pick(ev, "metric", metric, dmetric, f"{suite} task {task!r}")
     df = ev[ev.metric == metric].groupby(["run", "group", "step"], as_index=False, sort=False)["value"].mean()  # over GLUE seeds
@@ -403,7 +404,7 @@ def _steps_to(curve:pd.Series, target:float, higher_is_better:bool) -> float:
 def speedup_to_target(traj:pd.DataFrame,          # one evaluation over training, from `trajectory`
                       baseline:str,               # the group or run to compare with, e.g. the constant 15% group
                       target:float=None,          # the value to reach; None: the baseline's final value
-                      higher_is_better:bool=None, # None: False for the metric "loss", else True
+                      higher_is_better:bool=None, # None: the metric's direction in maskviz.metrics (True if not there)
                       by:str="group",             # "group": each group's mean over its runs; "run": each run
                      )->pd.DataFrame:             # group (and run), target, steps_to_target, baseline_steps, speedup
     "How many times sooner than the baseline each group (or run) reaches the target value."
@@ -416,7 +417,9 @@ def speedup_to_target(traj:pd.DataFrame,          # one evaluation over training
         if col in traj and traj[col].nunique() > 1:
             raise ValueError(f"traj mixes the {col}s {_listing(traj[col].unique())}; pass one evaluation, trajectory(runs, suite, task, metric)")
     if by not in ("group", "run"): raise ValueError(f"by must be 'group' or 'run', got {by!r}")
-    if higher_is_better is None: higher_is_better = not ("metric" in traj and traj.metric.iloc[0] == "loss")
+    if higher_is_better is None:  # a metric maskviz.metrics does not know (a QA score, say): higher is better
+        known = METRICS.get(traj.metric.iloc[0]) if "metric" in traj else None
+        higher_is_better = known.higher_is_better if known else True
     if baseline in set(traj.group): base = traj[traj.group == baseline]
     elif baseline in set(traj.run): base = traj[traj.run == baseline]
     else: raise ValueError(f"baseline {baseline!r} is neither a group nor a run of traj; groups: {_listing(traj.group.unique())}; runs: {_listing(traj.run.unique())}")

@@ -620,13 +620,12 @@ def load_blimp(paradigms:str|Sequence[str]=None, # paradigm UIDs (see BLIMP_PARA
 # %% ../nbs/01_data.ipynb #c44dcc6e
 @dataclass(frozen=True)
 class GlueTask:
-    "One GLUE task: its hub name, where the original release keeps it, its columns, labels and metric."
+    "One GLUE task: its hub name, where the original release keeps it, its columns and labels."
     name: str                   # hub config name, e.g. "sst2"
     folder: str                 # folder of the original release under glue/, e.g. "SST-2"
     inputs: tuple               # (hub column, column in the release's TSV header) pairs
     label: str|None             # the TSV's label column; None for a test-only task
     label_names: tuple|None     # class names, label i = label_names[i]; None for STS-B's similarity score
-    metric: str                 # the metric GLUE reports
     splits: tuple = (("train", "train"), ("validation", "dev"), ("test", "test"))  # (hub split, file stem) pairs
     no_header: tuple = ()       # column names for files without a header row (CoLA train and dev)
 
@@ -643,19 +642,19 @@ class GlueTask:
 
 _NLI_LABELS = ("entailment", "neutral", "contradiction")
 GLUE_TASKS = {t.name: t for t in [
-    GlueTask("cola", "CoLA", (("sentence", "sentence"),), "label", ("unacceptable", "acceptable"), "matthews_correlation",
+    GlueTask("cola", "CoLA", (("sentence", "sentence"),), "label", ("unacceptable", "acceptable"),
              no_header=("source", "label", "original_label", "sentence")),
-    GlueTask("sst2", "SST-2", (("sentence", "sentence"),), "label", ("negative", "positive"), "accuracy"),
-    GlueTask("mrpc", "MRPC", (("sentence1", "#1 String"), ("sentence2", "#2 String")), "Quality", ("not_equivalent", "equivalent"), "f1"),
-    GlueTask("qqp", "QQP", (("question1", "question1"), ("question2", "question2")), "is_duplicate", ("not_duplicate", "duplicate"), "f1"),
-    GlueTask("stsb", "STS-B", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "score", None, "spearmanr"),
-    GlueTask("mnli", "MNLI", (("premise", "sentence1"), ("hypothesis", "sentence2")), "gold_label", _NLI_LABELS, "accuracy",
+    GlueTask("sst2", "SST-2", (("sentence", "sentence"),), "label", ("negative", "positive")),
+    GlueTask("mrpc", "MRPC", (("sentence1", "#1 String"), ("sentence2", "#2 String")), "Quality", ("not_equivalent", "equivalent")),
+    GlueTask("qqp", "QQP", (("question1", "question1"), ("question2", "question2")), "is_duplicate", ("not_duplicate", "duplicate")),
+    GlueTask("stsb", "STS-B", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "score", None),
+    GlueTask("mnli", "MNLI", (("premise", "sentence1"), ("hypothesis", "sentence2")), "gold_label", _NLI_LABELS,
              splits=(("train", "train"), ("validation_matched", "dev_matched"), ("validation_mismatched", "dev_mismatched"),
                      ("test_matched", "test_matched"), ("test_mismatched", "test_mismatched"))),
-    GlueTask("qnli", "QNLI", (("question", "question"), ("sentence", "sentence")), "label", ("entailment", "not_entailment"), "accuracy"),
-    GlueTask("rte", "RTE", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("entailment", "not_entailment"), "accuracy"),
-    GlueTask("wnli", "WNLI", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("not_entailment", "entailment"), "accuracy"),
-    GlueTask("ax", "diagnostic", (("premise", "sentence1"), ("hypothesis", "sentence2")), None, _NLI_LABELS, "matthews_correlation",
+    GlueTask("qnli", "QNLI", (("question", "question"), ("sentence", "sentence")), "label", ("entailment", "not_entailment")),
+    GlueTask("rte", "RTE", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("entailment", "not_entailment")),
+    GlueTask("wnli", "WNLI", (("sentence1", "sentence1"), ("sentence2", "sentence2")), "label", ("not_entailment", "entailment")),
+    GlueTask("ax", "diagnostic", (("premise", "sentence1"), ("hypothesis", "sentence2")), None, _NLI_LABELS,
              splits=(("test", "diagnostic"),)),
 ]}
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evals.ipynb #bfce8cfd
 from __future__ import annotations
-import contextlib, dataclasses, math, tempfile
+import contextlib, dataclasses, tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -15,15 +15,17 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
-from .data import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp, load_corpus, load_glue, make_blocks
+from .data import (BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp, load_corpus,
+                          load_glue, make_blocks)
 from .maskers import make_masker
+from .metrics import TASK_METRICS, headline, task_metrics
 from .records import RunDir
 
 # %% auto #0
 __all__ = ['MLM_HEADS', 'GLUE_METRICS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK', 'SUITES',
-           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'accuracy', 'f1', 'mcc', 'pearson',
-           'spearman', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate',
-           'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
+           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average',
+           'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator',
+           'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -133,57 +135,13 @@ def blimp_accuracy(pairs:pd.DataFrame, # from `blimp_scores`
                                "paradigms": [len(per)], "pairs": [per.pairs.sum()]}))
     return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/04_evals.ipynb #8a1e8b47
-def accuracy(preds, labels) -> float:
-    "Fraction of predictions equal to the labels."
-    p, y = np.asarray(preds), np.asarray(labels)
-    if p.shape != y.shape or p.size == 0: raise ValueError(f"preds and labels must be non-empty and of one shape, got {p.shape} and {y.shape}")
-    return float((p == y).mean())
-
-def f1(preds, labels, positive=1) -> float:
-    "F1 of the positive class (binary), 0 when there is no true positive."
-    p, y = np.asarray(preds) == positive, np.asarray(labels) == positive
-    tp = float((p & y).sum())
-    return 0.0 if tp == 0 else 2 * tp / float(p.sum() + y.sum())
-
-def mcc(preds, labels) -> float:
-    "Matthews correlation coefficient of binary predictions, 0 when undefined (sklearn's convention)."
-    p, y = np.asarray(preds).astype(bool), np.asarray(labels).astype(bool)
-    tp, tn, fp, fn = (p & y).sum(), (~p & ~y).sum(), (p & ~y).sum(), (~p & y).sum()
-    den = math.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
-    return 0.0 if den == 0 else float(tp * tn - fp * fn) / den
-
-def pearson(x, y) -> float:
-    "Pearson correlation coefficient."
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    x, y = x - x.mean(), y - y.mean()
-    den = math.sqrt(float((x * x).sum() * (y * y).sum()))
-    return float("nan") if den == 0 else float((x * y).sum() / den)
-
-def _ranks(x:np.ndarray) -> np.ndarray:
-    "Ranks from 1, ties given their average rank."
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    start = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
-    end = np.r_[start[1:], len(x)]
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat((start + end + 1) / 2, end - start)
-    return ranks
-
-def spearman(x, y) -> float:
-    "Spearman rank correlation (Pearson on average ranks)."
-    return pearson(_ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64)))
-
 # %% ../nbs/04_evals.ipynb #c53d1b1d
-GLUE_METRICS = {  # task -> the metrics reported; the first is the headline number that enters the average
-    "cola": ("mcc",), "sst2": ("accuracy",), "mrpc": ("f1", "accuracy"), "qqp": ("f1", "accuracy"),
-    "stsb": ("spearman", "pearson"), "mnli": ("accuracy",), "qnli": ("accuracy",), "rte": ("accuracy",), "wnli": ("accuracy",)}
+GLUE_METRICS = {t: names for t, names in TASK_METRICS["glue"].items() if t != "average"}  # TASK_METRICS' GLUE tasks
 GLUE_AVERAGE_EXCLUDES = ("wnli",)  # left out of the average, as in Ankner et al. (and BERT)
 
 def glue_metrics(task:str, preds, labels) -> dict:
-    "The metrics of `task` (see GLUE_METRICS) for predicted labels (or scores, STS-B)."
-    fns = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "spearman": spearman, "pearson": pearson}
-    return {m: fns[m](preds, labels) for m in GLUE_METRICS[_glue_task(task).name]}
+    "The metrics of `task` (maskviz.metrics.TASK_METRICS) for predicted labels (or scores, STS-B), the headline first."
+    return {m.name: m(preds, labels) for m in task_metrics("glue", _glue_task(task).name)}
 
 # %% ../nbs/04_evals.ipynb #ba4d45cd
 def glue_average(records:Iterable[dict], # GLUE records (other suites are ignored)
@@ -192,10 +150,11 @@ def glue_average(records:Iterable[dict], # GLUE records (other suites are ignore
     per = {}
     for r in records:
         if r.get("suite") != "glue" or r["task"] not in GLUE_METRICS or r["task"] in GLUE_AVERAGE_EXCLUDES: continue
-        if r["metric"] == GLUE_METRICS[r["task"]][0]: per.setdefault(r["task"], []).append(r["value"])
+        if r["metric"] == headline("glue", r["task"]).name: per.setdefault(r["task"], []).append(r["value"])
     if not per: raise ValueError("no GLUE task records to average; run glue_finetune first")
     tasks = sorted(per)
-    return {"suite": "glue", "task": "average", "metric": "headline", "value": float(np.mean([np.mean(per[t]) for t in tasks])), "tasks": tasks}
+    return {"suite": "glue", "task": "average", "metric": headline("glue", "average").name,
+            "value": float(np.mean([np.mean(per[t]) for t in tasks])), "tasks": tasks}
 
 # %% ../nbs/04_evals.ipynb #bdb9b4cf
 @contextlib.contextmanager

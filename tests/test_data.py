@@ -491,8 +491,6 @@ def test_glue_file_quirks(shared_data):
     mrpc = load_glue("mrpc", "train")  # the header starts with a byte-order mark
     assert mrpc[0]["sentence1"].startswith("Amrozi accused his brother") and mrpc[0]["label"] == 1
     assert load_glue("stsb", "train").features["label"].dtype == "float32"
-    assert {name: t.metric for name, t in GLUE_TASKS.items() if t.metric != "accuracy"} == {
-        "cola": "matthews_correlation", "mrpc": "f1", "qqp": "f1", "stsb": "spearmanr", "ax": "matthews_correlation"}
 
 
 def test_qa(shared_data):

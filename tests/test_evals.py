@@ -10,9 +10,10 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import BertConfig, BertForMaskedLM
 
-from maskviz.data import train_wordpiece
-from maskviz.evals import (PLL_VARIANTS, accuracy, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, f1, glue_average,
-                           glue_finetune, masked_copies, mcc, mlm_eval, pearson, pll_scores, spearman, suite_evaluator)
+from maskviz.data import GLUE_TASKS, train_wordpiece
+from maskviz.evals import (GLUE_METRICS, PLL_VARIANTS, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, glue_average,
+                           glue_finetune, glue_metrics, masked_copies, mlm_eval, pll_scores, suite_evaluator)
+from maskviz.metrics import METRICS, headline
 from maskviz.trainers import read_records
 
 TEXTS = ["The cat sat on the mat.", "Some unbelievably small dogs were running.", "Every teacher praised herself.",
@@ -97,17 +98,28 @@ def test_blimp_accuracy_levels():
 
 
 def test_glue_metrics_match_sklearn_scipy():
+    mcc, f1, accuracy, pearson, spearman = (METRICS[m] for m in ("mcc", "f1", "accuracy", "pearson", "spearman"))
     rng = np.random.default_rng(1)
     for _ in range(5):
         y, p = rng.integers(0, 2, 80), rng.integers(0, 2, 80)
         assert mcc(p, y) == pytest.approx(matthews_corrcoef(y, p))
         assert f1(p, y) == pytest.approx(f1_score(y, p))
         assert accuracy(p, y) == pytest.approx(accuracy_score(y, p))
+        assert glue_metrics("mrpc", p, y) == {"f1": f1(p, y), "accuracy": accuracy(p, y)}
         a, b = rng.normal(size=60).round(1), rng.normal(size=60).round(1)
         assert pearson(a, b) == pytest.approx(pearsonr(a, b)[0])
         assert spearman(a, b) == pytest.approx(spearmanr(a, b)[0])
+        assert glue_metrics("stsb", a, b) == {"spearman": spearman(a, b), "pearson": pearson(a, b)}
     assert mcc([0, 0, 0], [0, 0, 0]) == matthews_corrcoef([0, 0, 0], [0, 0, 0]) == 0.0
     assert f1([0, 0], [0, 0]) == 0.0
+    assert math.isnan(pearson([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1, 2, 3], [2, 2, 2]))
+
+
+def test_glue_tasks_headlines():
+    # every GLUE task but the unlabelled diagnostic set has metrics; the headlines are the ones Ankner et al. average
+    assert set(GLUE_METRICS) == set(GLUE_TASKS) - {"ax"}
+    assert {name: headline("glue", name).name for name in GLUE_METRICS if headline("glue", name).name != "accuracy"} == {
+        "cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "spearman"}
 
 
 def test_glue_average_headline_numbers():

@@ -1,12 +1,15 @@
-"Pretraining trainer: per-step rates, config files and overrides, run records, and resume after SIGKILL."
-import json, os, signal, subprocess, sys, time
+"""Pretraining (maskviz.trainers) and its run folder: per-step rates, resume, finished runs, folders that hold
+something else, checkpoints cut off by SIGKILL, and resumes that would train differently."""
+import dataclasses, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
-from maskviz.schedules import parse_schedule
-from maskviz.trainers import (PretrainConfig, append_records, apply_overrides, load_config, pretrain, read_records,
-                              save_config, truncate_records)
+from maskviz.config import PretrainConfig, load_config, save_config
+from maskviz.records import RunDir
+from maskviz.schedules import parse_schedule, progress
+from maskviz.trainers import pretrain
 
 
 def tiny_config(shared_data, out, **kw) -> PretrainConfig:
@@ -23,148 +26,181 @@ def _datasets_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path/"hf-cache")
 
 
-def test_rates_per_step_equal_schedule(shared_data, tmp_path):
+def _check_rows(metrics, cfg):
+    "Every step logged once, in order, with the progress it was masked at and that progress's rate."
+    schedule, n = parse_schedule(cfg.schedule), cfg.steps
+    assert [m["step"] for m in metrics] == list(range(1, n + 1))
+    assert [m["progress"] for m in metrics] == [progress(s - 1, n) for s in range(1, n + 1)]
+    assert all(abs(m["mask_rate"] - schedule(m["progress"])) <= 1e-9 for m in metrics)
+
+
+def test_rates_records_resume_and_finished_runs(shared_data, tmp_path, capfd):
     cfg = tiny_config(shared_data, tmp_path/"run", grad_accum=2, save_every=5, eval_every=5)
     calls = []
     def evaluator(model, tokenizer, step):
         calls.append((model.training, step))
         return [{"suite": "demo", "task": "t", "metric": "m", "value": step / 10}]
-    run = pretrain(cfg, evaluator=evaluator)
-    metrics, schedule = read_records(run), parse_schedule(cfg.schedule)
-    assert [m["step"] for m in metrics] == list(range(1, 11))
-    assert [m["mask_rate"] for m in metrics] == [schedule.at(s - 1, 10) for s in range(1, 11)]
+    run = RunDir(pretrain(cfg, evaluator=evaluator))
+    metrics = run.read("metrics")
+    _check_rows(metrics, cfg)
     assert all(m["tokens_per_s"] > 0 and m["mfu"] is None and m["loss"] > 0 for m in metrics)
-    assert [(e["step"], e["suite"], e["value"]) for e in read_records(run, "evals")] == [(5, "demo", 0.5), (10, "demo", 1.0)]
+    assert [(e["step"], e["suite"], e["value"]) for e in run.read("evals")] == [(5, "demo", 0.5), (10, "demo", 1.0)]
     assert calls == [(False, 5), (False, 10)]  # the evaluator sees the model in eval mode
-    record = json.loads((run/"config.json").read_text())
+    record = run.read_config()
     assert record["config"] == cfg.to_dict()
     assert record["schedule"] == {"family": "linear", "start": 0.5, "end": 0.1}
     assert record["policy"]["policy"] == "random"
     assert record["model"]["num_layers"] == 2 and record["model"]["hidden_size"] == 64
-    assert record["data"]["tokens_per_step"] == 4 * 2 * 32
+    assert record["data"]["tokens_per_step"] == 4 * 2 * 32 and record["data"]["world_size"] == 1
     assert record["versions"]["torch"]
-    ckpt = run/"checkpoints"/"checkpoint-10"
+    assert sorted(run.checkpoints()) == [5, 10]
+    ckpt = run.checkpoints()[10]
     assert (ckpt/"model.safetensors").exists() and (ckpt/"trainer_state.json").exists() and (ckpt/"tokenizer.json").exists()
-    with pytest.raises(ValueError, match="different config"): pretrain(tiny_config(shared_data, run, steps=20))
+    assert (ckpt/"optimizer.pt").exists() and not (run.checkpoints()[5]/"optimizer.pt").exists()  # latest only
+    assert not run.staging_dir.exists()
 
-    # resume in-process, as after a kill past step 5: checkpoint-10 gone, records past 5 partly written
-    import shutil
-    shutil.rmtree(run/"checkpoints"/"checkpoint-10")
-    lines = (run/"metrics.jsonl").read_text().splitlines()
-    (run/"metrics.jsonl").write_text("\n".join(lines[:7]) + "\n" + lines[7][:20])  # steps 1-7 and a cut line
+    # run again: finished, nothing trains, nothing is written
+    before = (run.path/"metrics.jsonl").read_bytes()
+    capfd.readouterr()
+    assert pretrain(cfg, evaluator=evaluator) == run.path
+    assert "run already finished at step 10" in capfd.readouterr().err
+    assert (run.path/"metrics.jsonl").read_bytes() == before and len(calls) == 2
+
+    # another config in the same folder is refused, naming what differs
+    with pytest.raises(ValueError, match=r"holds a run of another config \(steps: 10 -> 20\)"):
+        pretrain(dataclasses.replace(cfg, steps=20))
+    with pytest.raises(ValueError, match=r"batch_size: 4 -> 8"): pretrain(dataclasses.replace(cfg, batch_size=8))
+
+    # a run that dies at step 8, its metrics line of step 7 cut off: the rerun resumes at checkpoint-5 (which holds the
+    # optimizer state, being the latest) and repeats steps 6-10 exactly
+    class Die(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 8: raise KeyboardInterrupt
+    died = RunDir(tmp_path/"died")
+    again = dataclasses.replace(cfg, output_dir=str(died.path), tokenizer=str(run.tokenizer_dir))  # the same vocabulary
+    with pytest.raises(KeyboardInterrupt): pretrain(again, evaluator, [Die()])
+    assert sorted(died.checkpoints()) == [5] and (died.checkpoints()[5]/"optimizer.pt").exists()
+    text = (died.path/"metrics.jsonl").read_text()
+    (died.path/"metrics.jsonl").write_text(text[:text.rindex('{"step": 7') + 20])
     calls.clear()
-    pretrain(cfg, evaluator=evaluator)
-    resumed = read_records(run)
-    assert [m["step"] for m in resumed] == list(range(1, 11))
-    assert [m["mask_rate"] for m in resumed] == [m["mask_rate"] for m in metrics]
-    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in metrics], rel=1e-4)  # same data, masks, weights
-    assert [e["step"] for e in read_records(run, "evals")] == [5, 10]
+    pretrain(again, evaluator=evaluator)
+    resumed = died.read("metrics")
+    _check_rows(resumed, cfg)
+    assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in metrics], rel=1e-5)  # same data, masks, weights
+    assert [e["step"] for e in died.read("evals")] == [5, 10]
     assert calls == [(False, 10)]
 
-
-def test_config_round_trip_and_overrides(tmp_path):
-    cfg = PretrainConfig(model="mini", schedule="warmup(cosine(0.3, 0.15), 0.1, 0.0)", policy="whole_word",
-                         policy_options={"exact": True}, eval_every=500, eval_suites=["blimp", "glue"], bf16=True)
-    for name in ("c.yaml", "c.yml", "c.json"): assert load_config(save_config(cfg, tmp_path/name)) == cfg
-    changed = load_config(tmp_path/"c.yaml", ["--steps", "50", "--lr=2e-4", "seed=7", "--eval-every", "none", "--compile", "yes"])
-    assert (changed.steps, changed.lr, changed.seed, changed.eval_every, changed.compile) == (50, 2e-4, 7, None, True)
-    assert changed.policy == "whole_word"
-    # a run's config.json is accepted as a config file
-    (tmp_path/"config.json").write_text(json.dumps({"config": cfg.to_dict(), "versions": {}}))
-    assert load_config(tmp_path/"config.json") == cfg
-    assert load_config() == PretrainConfig()
+    # resuming from an older checkpoint, which keeps no optimizer state, says that the steps after it will differ
+    shutil.rmtree(run.checkpoints()[10])
+    capfd.readouterr()
+    pretrain(cfg, evaluator=evaluator)
+    assert "checkpoint-5 keeps no optimizer state" in capfd.readouterr().err
+    _check_rows(run.read("metrics"), cfg)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["--model", "huge"], "model must be one of tiny, mini, small, base, got 'huge'"),
-    (["--batch_size", "0"], "batch_size must be a positive integer, got 0"),
-    (["--warmup", "1"], "warmup must be a fraction of the steps in [0, 1), got 1.0"),
-    (["--eval_rate", "2"], "eval_rate must be a masking rate in [0, 1], got 2.0"),
-    (["--schedule", "linear(0.3"], "schedule 'linear(0.3' does not parse"),
-    (["--hidden_size", "96", "--num_heads", "5"], "hidden_size=96 must be a multiple of num_heads=5"),
-    (["--lr", "fast"], "--lr takes a float, got 'fast'"),
-    (["--bf16", "maybe"], "--bf16 takes a bool, got 'maybe'"),
-    (["--learning_rate", "1e-3"], "unknown config key 'learning_rate'"),
-    (["--steps"], "override '--steps' has no value"),
-])
-def test_validation_errors(overrides, message):
-    with pytest.raises(ValueError) as e: apply_overrides(PretrainConfig(), overrides)
-    assert message in str(e.value)
+def test_checkpoint_loads_without_warnings(shared_data, tmp_path):
+    "The tied decoder is declared, so loading a checkpoint as a stock BertForMaskedLM misses no weight."
+    from transformers import BertForMaskedLM
+    run = RunDir(pretrain(tiny_config(shared_data, tmp_path/"run", steps=2)))
+    model, info = BertForMaskedLM.from_pretrained(run.checkpoints()[2], output_loading_info=True)
+    assert info["missing_keys"] == set() or info["missing_keys"] == []
+    assert not info["unexpected_keys"] and not info.get("mismatched_keys")
+    assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
-def test_unknown_key_in_file_and_missing_file(tmp_path):
-    (tmp_path/"c.yaml").write_text("steps: 3\nlearning_rate: 0.1\n")
-    with pytest.raises(ValueError, match="unknown config key.*'learning_rate'"): load_config(tmp_path/"c.yaml")
-    with pytest.raises(FileNotFoundError, match="no config file"): load_config(tmp_path/"none.yaml")
+def test_folders_that_hold_something_else(shared_data, tmp_path):
+    leftovers = tmp_path/"leftovers"
+    leftovers.mkdir()
+    (leftovers/"metrics.jsonl").write_text('{"step": 1}\n')
+    cfg = tiny_config(shared_data, leftovers, steps=2)
+    with pytest.raises(ValueError, match=r"holds files but no run \(metrics.jsonl\).*--overwrite"): pretrain(cfg)
+    run = RunDir(pretrain(cfg, overwrite=True))
+    assert [m["step"] for m in run.read("metrics")] == [1, 2]
+
+    notes = tmp_path/"notes"
+    notes.mkdir()
+    (notes/"notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"will not clear .*notes.txt"): pretrain(tiny_config(shared_data, notes), overwrite=True)
+    assert (notes/"notes.txt").read_text() == "mine"
 
 
-def test_reader_tolerates_truncated_last_line(tmp_path):
-    append_records(tmp_path/"metrics.jsonl", [{"step": s, "loss": 1.0 / s} for s in range(1, 6)])
-    with open(tmp_path/"metrics.jsonl", "a") as f: f.write('{"step": 6, "loss": 0.1')
-    assert [r["step"] for r in read_records(tmp_path)] == [1, 2, 3, 4, 5]
-    assert truncate_records(tmp_path/"metrics.jsonl", 3) == 2
-    assert [r["step"] for r in read_records(tmp_path)] == [1, 2, 3]
-    (tmp_path/"evals.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
-    with pytest.raises(ValueError, match="line 2 is not JSON"): read_records(tmp_path, "evals")
+def test_copied_run_resumes_in_the_copy(shared_data, tmp_path):
+    cfg = tiny_config(shared_data, tmp_path/"run", steps=4, save_every=2)
+    run = RunDir(pretrain(cfg))
+    copy = tmp_path/"copy"
+    shutil.copytree(run.path, copy)
+    shutil.rmtree(copy/"checkpoints"/"checkpoint-4")
+    RunDir(copy).truncate("metrics", 2)
+    assert pretrain(load_config(copy)) == copy
+    assert sorted(RunDir(copy).checkpoints()) == [2, 4] and [m["step"] for m in RunDir(copy).read()] == [1, 2, 3, 4]
+    assert RunDir(copy).config()["output_dir"] == str(run.path)  # the record keeps the settings it was started with
+    assert os.path.getmtime(run.checkpoints()[4]) < os.path.getmtime(RunDir(copy).checkpoints()[4])
 
 
-RUNNER = '''
-import json, sys, time
-from transformers import TrainerCallback
-from maskviz.trainers import load_config, pretrain
-class Slow(TrainerCallback):  # slow the first attempt down, so the test can kill it between checkpoints
-    def on_train_begin(self, args, state, *a, **k): print("begin", state.global_step, flush=True)
-    def on_step_end(self, *a, **k): time.sleep(float(sys.argv[2]))
-pretrain(load_config(sys.argv[1]), callbacks=[Slow()])
+def test_resume_on_another_world_size_is_refused(shared_data, tmp_path):
+    cfg = tiny_config(shared_data, tmp_path/"run", steps=4, save_every=2)
+    run = RunDir(pretrain(cfg))
+    shutil.rmtree(run.checkpoints()[4])
+    record = run.read_config()
+    run.update_config(data={**record["data"], "world_size": 2})
+    with pytest.raises(ValueError, match=r"trained by 2 process\(es\) and is resumed by 1"): pretrain(cfg)
+
+
+KILLED_SAVE = '''
+import os, signal, sys
+import transformers
+from maskviz.config import load_config
+from maskviz.trainers import pretrain
+kill_at = int(sys.argv[2])
+save = transformers.Trainer._save_optimizer_and_scheduler
+def dying_save(self, output_dir):  # the weights of this checkpoint are written, its optimizer state is not
+    if self.state.global_step == kill_at: os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, output_dir)
+transformers.Trainer._save_optimizer_and_scheduler = dying_save
+pretrain(load_config(sys.argv[1]))
 '''
 
 
-@pytest.mark.slow  # two fresh processes: about 40 s on 2 busy cores
-def test_resume_after_sigkill(shared_data, tmp_path):
-    steps, save_every = 16, 4
-    cfg = tiny_config(shared_data, tmp_path/"run", steps=steps, save_every=save_every)
+def test_sigkill_during_a_checkpoint_save_then_resume(shared_data, tmp_path):
+    "Killed while saving checkpoint-8: the rerun removes the half-written save, resumes from checkpoint-4, logs each step once."
+    cfg = tiny_config(shared_data, tmp_path/"run", steps=10, save_every=4)
     save_config(cfg, tmp_path/"config.yaml")
-    (tmp_path/"runner.py").write_text(RUNNER)
+    (tmp_path/"runner.py").write_text(KILLED_SAVE)
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path/"hf-cache"), "TOKENIZERS_PARALLELISM": "false"}
-    cmd = lambda delay: [sys.executable, str(tmp_path/"runner.py"), str(tmp_path/"config.yaml"), str(delay)]
-    first = subprocess.Popen(cmd(0.25), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    done = tmp_path/"run"/"checkpoints"/"checkpoint-8"/"trainer_state.json"
-    deadline = time.time() + 120
-    while not done.exists():
-        assert first.poll() is None, first.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint-8 within 120 s"
-        time.sleep(0.05)
-    time.sleep(0.4)  # a step or so past the checkpoint: records past it must go
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    killed_at = max(r["step"] for r in read_records(tmp_path/"run"))
-    assert 8 <= killed_at < steps
-    second = subprocess.run(cmd(0), env=env, capture_output=True, timeout=300)
+    cmd = lambda kill_at: [sys.executable, str(tmp_path/"runner.py"), str(tmp_path/"config.yaml"), str(kill_at)]
+    first = subprocess.run(cmd(8), env=env, capture_output=True, timeout=300)
+    assert first.returncode == -9, first.stderr.decode()[-3000:]
+    run = RunDir(cfg.output_dir)
+    assert (run.staging_dir/"checkpoint-8"/"model.safetensors").exists()  # cut off mid-save
+    assert sorted(run.checkpoints()) == [4] and run.last_checkpoint().name == "checkpoint-4"
+    assert max(m["step"] for m in run.read()) == 8
+
+    second = subprocess.run(cmd(-1), env=env, capture_output=True, timeout=300)
     assert second.returncode == 0, second.stderr.decode()[-3000:]
-    assert "begin 8" in second.stdout.decode() or "begin 12" in second.stdout.decode()  # resumed, not restarted
-    metrics, schedule = read_records(tmp_path/"run"), parse_schedule(cfg.schedule)
-    assert [m["step"] for m in metrics] == list(range(1, steps + 1))  # none missing, none twice
-    assert [m["mask_rate"] for m in metrics] == [schedule.at(s - 1, steps) for s in range(1, steps + 1)]
-    state = json.loads((tmp_path/"run"/"checkpoints"/f"checkpoint-{steps}"/"trainer_state.json").read_text())
-    assert state["global_step"] == steps
+    assert "removed the incomplete checkpoint checkpoint-8" in second.stderr.decode()
+    _check_rows(run.read(), cfg)
+    assert sorted(run.checkpoints()) == [4, 8, 10] and not run.staging_dir.exists()
+    assert json.loads((run.checkpoints()[10]/"trainer_state.json").read_text())["global_step"] == 10
 
 
 DDP_RUNNER = '''
 import hashlib, json, os, sys
 from transformers import TrainerCallback
-import maskviz.trainers as T
-made = []
-def capture(*a, **k):
-    made.append(T_scheduled(*a, **k))
-    return made[-1]
-T_scheduled, T.scheduled_masking = T.scheduled_masking, capture
-class Note(TrainerCallback):  # each rank notes the rate and a digest of the mask of every step
+import maskviz.hf
+from maskviz.config import load_config
+from maskviz.trainers import pretrain
+calls, mask_batch = [], maskviz.hf.mask_batch
+def noting(masker, batch, rate, seed):  # the one masking path: note each micro-batch's rate and mask
+    inputs, masked = mask_batch(masker, batch, rate, seed)
+    calls.append((rate, hashlib.sha1(masked.mask.cpu().numpy().tobytes()).hexdigest()))
+    return inputs, masked
+maskviz.hf.mask_batch = noting
+class Note(TrainerCallback):  # each rank notes the rate and mask digests of every step
     def on_step_end(self, args, state, *a, **k):
-        masking = made[0][1]
         with open(os.path.join(sys.argv[2], f"rank{args.process_index}.jsonl"), "a") as f:
-            f.write(json.dumps({"step": masking.step, "rate": masking.rate, "world": args.world_size,
-                                "mask": hashlib.sha1(masking.last.mask.numpy().tobytes()).hexdigest()}) + "\\n")
-T.pretrain(T.load_config(sys.argv[1]), callbacks=[Note()])
+            f.write(json.dumps({"step": state.global_step - 1, "world": args.world_size, "calls": calls}) + "\\n")
+        calls.clear()
+pretrain(load_config(sys.argv[1]), callbacks=[Note()])
 '''
 
 
@@ -183,9 +219,11 @@ def test_ddp_two_processes_same_rates_different_masks(shared_data, tmp_path):
     schedule = parse_schedule(cfg.schedule)
     for notes in ranks:
         assert [n["step"] for n in notes] == list(range(steps)) and {n["world"] for n in notes} == {2}
-        assert [n["rate"] for n in notes] == [schedule.at(s, steps) for s in range(steps)]
-    assert all(a["mask"] != b["mask"] for a, b in zip(*ranks))  # each process masks its own batch its own way
-    metrics = read_records(tmp_path/"run")
-    assert [m["step"] for m in metrics] == list(range(1, steps + 1))  # one run record, written once
-    assert [m["mask_rate"] for m in metrics] == [schedule.at(s, steps) for s in range(steps)]
-    assert json.loads((tmp_path/"run"/"config.json").read_text())["data"]["world_size"] == 2
+        assert [[rate for rate, _ in n["calls"]] for n in notes] == [[schedule(progress(s, steps))] for s in range(steps)]
+    assert all(a["calls"][0][1] != b["calls"][0][1] for a, b in zip(*ranks))  # each process masks its batch its own way
+    run = RunDir(cfg.output_dir)
+    _check_rows(run.read(), cfg)  # one run record, written once
+    assert run.read_config()["data"]["world_size"] == 2
+    with pytest.raises(ValueError, match=r"trained by 2 process\(es\) and is resumed by 1"):
+        shutil.rmtree(run.checkpoints()[6])
+        pretrain(cfg)

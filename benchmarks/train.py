@@ -22,7 +22,8 @@ from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Prin
                           TrainingArguments)
 
 from maskviz.data import load_corpus, make_blocks, train_wordpiece
-from maskviz.trainers import PretrainConfig, build_model, mfu, peak_flops, pretrain
+from maskviz.config import PretrainConfig
+from maskviz.trainers import build_model, mfu, peak_flops, pretrain
 
 
 class StepClock(TrainerCallback):

@@ -15,7 +15,9 @@ from maskviz.analysis import (EVAL_COLUMNS, METRIC_COLUMNS, Runs, js_divergence,
 from maskviz.data import UPOS_TAGS, frequency_ranks, load_corpus, make_blocks, train_wordpiece
 from maskviz.maskers import Vocab, make_masker
 from maskviz.schedules import parse_schedule
-from maskviz.trainers import PretrainConfig, append_records, pretrain
+from maskviz.config import PretrainConfig
+from maskviz.records import RunDir
+from maskviz.trainers import pretrain
 
 SUMMARY = ["policy", "rate", "realised_rate", "masked", "selectable", "fallback_rows", "entity_share", "corpus_entity_share",
            "zipf_exponent", "corpus_zipf_exponent", "js_pos", "js_rank", "mean_log10_rank", "corpus_mean_log10_rank"]
@@ -240,13 +242,13 @@ def test_pos_masking_masks_only_its_tags(wiki_profiles):
 def fake_run(path: Path, schedule="constant(0.15)", seed=0, steps=100, evals=(), metrics=True, **config) -> Path:
     "A run folder as trainers.pretrain writes it, with a made-up loss every 10 steps and the given evals."
     cfg = PretrainConfig(schedule=schedule, seed=seed, steps=steps, output_dir=str(path), **config)
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "schedule": parse_schedule(schedule).to_dict(),
-                                                  "policy": {"policy": cfg.policy}, "model": cfg.dims}))
-    if metrics:
-        append_records(path / "metrics.jsonl", [{"step": s, "progress": s / steps, "mask_rate": parse_schedule(schedule).at(s - 1, steps),
-                                                 "loss": 7 - s / steps, "lr": 1e-3} for s in range(10, steps + 1, 10)])
-    if evals: append_records(path / "evals.jsonl", list(evals))
+    run = RunDir(path).start(cfg.to_dict())
+    run.update_config(schedule=parse_schedule(schedule).to_dict(), policy={"policy": cfg.policy}, model=cfg.dims)
+    rate = parse_schedule(schedule)
+    if metrics:  # the row of step s: masked at progress (s - 1) / steps
+        run.append("metrics", [{"step": s, "progress": (s - 1) / steps, "mask_rate": rate((s - 1) / steps),
+                                "loss": 7 - s / steps, "lr": 1e-3} for s in range(10, steps + 1, 10)])
+    if evals: run.append("evals", list(evals))
     return path
 
 
@@ -343,7 +345,7 @@ def test_trajectory_defaults_and_bad_steps(tmp_path):
     assert trajectory(runs, "blimp", metric="pll_word_l2r_accuracy").value.tolist() == [0.65]
     assert trajectory(runs, "mlm").value.tolist() == [5.15] and trajectory(runs, "mlm", "rate=0.30").value.tolist() == [5.3]
     assert trajectory(runs, "qa").metric.tolist() == ["em"]  # a suite without defaults and one task, one metric
-    append_records(tmp_path / "r" / "evals.jsonl", [{"step": 30, "suite": "blimp", "task": "overall", "metric": "pll_accuracy", "value": 0.7}])
+    RunDir(tmp_path / "r").append("evals", [{"step": 30, "suite": "blimp", "task": "overall", "metric": "pll_accuracy", "value": 0.7}])
     with pytest.raises(ValueError, match="run 'r' has a blimp result at step 30, outside its 20 steps"): trajectory(tmp_path / "r", "blimp")
 
 

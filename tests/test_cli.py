@@ -17,6 +17,23 @@ def test_help_on_every_command(command):
     assert out.returncode == 0 and out.stdout.startswith("usage: maskviz")
 
 
+HEAVY = ("torch", "transformers", "datasets", "ipywidgets", "anywidget", "plotly", "spacy", "sklearn")
+
+
+def test_help_and_config_errors_load_no_heavy_library(tmp_path):
+    "`maskviz --help`, and a config error of `maskviz pretrain`, come back before torch or transformers load."
+    (tmp_path / "c.yaml").write_text("steps: 0\n")
+    code = ("import sys\nfrom maskviz.cli import main\n"
+            f"for argv in (['--help'], ['pretrain', '--help'], ['pretrain', {str(tmp_path / 'c.yaml')!r}]):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit: pass\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "steps must be a positive integer, got 0" in out.stdout + out.stderr
+
+
 def test_no_command_is_a_usage_error():
     out = run()
     assert out.returncode == 2 and "COMMAND" in out.stderr

@@ -54,7 +54,7 @@ WIKITEXT = ["import datasets; datasets.disable_progress_bars()\n"  # a small ann
             "from maskviz.data import load_corpus, make_blocks, train_wordpiece\n"
             "lines = load_corpus('wikitext-2', split='validation', max_lines=300)\n"
             "tok = train_wordpiece(lines, vocab_size=2000)"]
-TINY_RUNS = ["import contextlib, io, tempfile\nfrom pathlib import Path\nfrom maskviz.trainers import PretrainConfig, pretrain\n"
+TINY_RUNS = ["import contextlib, io, tempfile\nfrom pathlib import Path\nfrom maskviz.config import PretrainConfig\nfrom maskviz.trainers import pretrain\n"
              "work = Path(tempfile.mkdtemp())\n"
              "common = dict(model='tiny', hidden_size=64, corpus='wikitext-2', split='validation', max_lines=300, vocab_size=1500,\n"
              "              block_size=32, batch_size=8, steps=8, log_every=2, save_every=8, eval_every=4, eval_suites=['blimp', 'mlm'],\n"

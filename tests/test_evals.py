@@ -14,7 +14,7 @@ from maskviz.data import GLUE_TASKS, train_wordpiece
 from maskviz.evals import (GLUE_METRICS, PLL_VARIANTS, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, glue_average,
                            glue_finetune, glue_metrics, masked_copies, mlm_eval, pll_scores, suite_evaluator)
 from maskviz.metrics import METRICS, headline
-from maskviz.trainers import read_records
+from maskviz.records import RunDir
 
 TEXTS = ["The cat sat on the mat.", "Some unbelievably small dogs were running.", "Every teacher praised herself.",
          "A dog barks.", "Who did the children see?", "These books were not read by anyone."] * 5
@@ -153,7 +153,7 @@ def test_evaluate_run_appends_records(tmp_path, shared_data, model, tokenizer):
     assert len(lines) == len(recs) == 12 and json.loads(lines[0])["step"] == 5
     assert set(json.loads(lines[0])) >= {"step", "suite", "task", "metric", "value"}
     assert evaluate_run(tmp_path, suites=("mlm",), eval_split="test", eval_max_lines=30, quiet=True) == []
-    assert sorted({r["step"] for r in read_records(tmp_path, "evals")}) == [5, 10]
+    assert sorted({r["step"] for r in RunDir(tmp_path).read("evals")}) == [5, 10]
     with pytest.raises(ValueError, match="no checkpoint for step 7"): evaluate_run(tmp_path, steps=[7])
 
 

@@ -85,6 +85,7 @@ def test_pretrain_records_and_resume(tiny_run):
     assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [2, 4]
     again = run("pretrain", str(run_dir), "--progress_bar", "false")  # a run folder: its own config, already done
     assert again.returncode == 0, again.stderr
+    assert "run already finished at step 4" in again.stderr
     assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [2, 4]
 
 
@@ -101,8 +102,8 @@ def test_eval_blimp_on_a_run_and_a_checkpoint(tiny_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["pretrain", "{work}/c.yaml", "--stpes", "3"], "unknown config key 'stpes'"),
-    (["pretrain", "{work}/c.yaml", "--batch_size", "zero"], "--batch_size takes an int, got 'zero'"),
+    (["pretrain", "{work}/c.yaml", "--stpes", "3"], "unknown config key(s) 'stpes'; did you mean 'steps'?"),
+    (["pretrain", "{work}/c.yaml", "--batch_size", "zero"], "batch_size must be a positive integer, got 'zero'"),
     (["pretrain", "{work}/missing.yaml"], "no config file at"),
     (["pretrain", "{work}/c.yaml", "--eval_suites", "squad"], "eval_suites must be a list of suites from blimp, mlm, glue"),
     (["eval-blimp", "{work}/nothing-here"], "is neither a run folder"),

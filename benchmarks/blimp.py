@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
-from maskviz.data import load_blimp, load_corpus, train_wordpiece
+from maskviz.data import load_blimp, train_wordpiece
 from maskviz.evals import pll_scores
 from maskviz.maskers import make_masker
 
@@ -30,17 +30,20 @@ PARADIGMS = ("determiner_noun_agreement_1", "anaphor_gender_agreement", "irregul
 
 
 def small_checkpoint(folder: Path, steps: int, vocab_size: int) -> None:
-    "A 2-layer BERT (hidden 128) and WordPiece tokenizer trained on WikiText-2 valid for `steps` steps, saved to `folder`."
+    "A 2-layer BERT (hidden 128) and WordPiece tokenizer trained on WikiText-2 valid for `steps` steps, in `folder`."
     path = Path(os.environ["MASKVIZ_DATA"]) / "wikitext-2-raw" / "wiki.valid.raw"
-    if not path.is_file(): raise FileNotFoundError(f"{path} not found; set MASKVIZ_DATA to the folder holding wikitext-2-raw/")
-    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if len(l.strip()) > 40 and not l.strip().startswith("=")]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; set MASKVIZ_DATA to the folder holding wikitext-2-raw/")
+    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines()
+             if len(l.strip()) > 40 and not l.strip().startswith("=")]
     tok = train_wordpiece(lines, vocab_size=vocab_size)
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                                        intermediate_size=512, max_position_embeddings=128))
     ids = [i for l in lines for i in tok(l, add_special_tokens=False)["input_ids"]]
     L = 64
-    blocks = torch.tensor([[tok.cls_token_id, *ids[i:i + L - 2], tok.sep_token_id] for i in range(0, len(ids) - L, L - 2)])
+    blocks = torch.tensor([[tok.cls_token_id, *ids[i:i + L - 2], tok.sep_token_id]
+                           for i in range(0, len(ids) - L, L - 2)])
     masker, g = make_masker("random", tok), torch.Generator().manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
@@ -53,8 +56,15 @@ def small_checkpoint(folder: Path, steps: int, vocab_size: int) -> None:
     model.eval().save_pretrained(folder); tok.save_pretrained(folder)
 
 
-def timed(fn):
-    t = time.perf_counter(); out = fn(); return out, time.perf_counter() - t
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter(); out = fn(*args, **kwargs); return out, time.perf_counter() - t
+
+
+def minicons_scores(mc, sents: list[str], metric: str, batch: int) -> np.ndarray:
+    "minicons' PLL of each sentence (its token log-probabilities summed), `batch` sentences per sequence_score call."
+    return np.array([v for i in range(0, len(sents), batch)
+                     for v in mc.sequence_score(sents[i:i + batch], reduction=lambda x: x.sum(0).item(),
+                                                PLL_metric=metric)])
 
 
 def main():
@@ -83,14 +93,12 @@ def main():
     for metric in ("original", "within_word_l2r"):
         mc = scorer.MaskedLMScorer(str(folder), "cpu", PLL_metric=metric)
         mc.tokenizer.batch_encode_plus = mc.tokenizer.__call__  # removed in transformers 5; same signature and output
-        ours, t_ours = timed(lambda: pll_scores(model, mc.tokenizer, sents, metric, batch_size=args.batch, quiet=True))
-        theirs, t_theirs = timed(lambda: np.array([v for i in range(0, len(sents), args.mc_batch)
-                                                   for v in mc.sequence_score(sents[i:i + args.mc_batch], reduction=lambda x: x.sum(0).item(),
-                                                                              PLL_metric=metric)]))
+        ours, t_ours = timed(pll_scores, model, mc.tokenizer, sents, metric, batch_size=args.batch, quiet=True)
+        theirs, t_theirs = timed(minicons_scores, mc, sents, metric, args.mc_batch)
         diff = float(np.abs(ours - theirs).max())
         acc = lambda s: float((s[:n] > s[n:]).mean())
-        print(f"| {metric} | {len(sents) / t_ours:.1f} | {len(sents) / t_theirs:.1f} | {t_theirs / t_ours:.2f}x | {diff:.2e} | "
-              f"{acc(ours):.3f} / {acc(theirs):.3f} |")
+        print(f"| {metric} | {len(sents) / t_ours:.1f} | {len(sents) / t_theirs:.1f} | {t_theirs / t_ours:.2f}x "
+              f"| {diff:.2e} | {acc(ours):.3f} / {acc(theirs):.3f} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ BATCH, LENGTH = 256, 128
 def data_file() -> Path:
     root = Path(os.environ.get("MASKVIZ_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     path = root / "wikitext-2-raw" / "wiki.valid.raw"
-    if not path.is_file(): raise FileNotFoundError(f"{path} not found; set MASKVIZ_DATA to the folder holding wikitext-2-raw/")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; set MASKVIZ_DATA to the folder holding wikitext-2-raw/")
     return path
 
 
@@ -40,8 +41,10 @@ def wordpiece(texts: list[str], vocab_size: int = 8000) -> PreTrainedTokenizerFa
     "A BERT-style WordPiece tokenizer trained on `texts`."
     wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    special_tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special_tokens))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     return PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
 
@@ -69,8 +72,9 @@ def blocks(tok, texts: list[str], n_batches: int) -> list[dict]:
     ent_ids = np.where(in_ent, np.cumsum(ent_start, 1) - 1, -1)
     rows = len(ids)
     take = lambda a, b: torch.tensor(a[[(b * BATCH + i) % rows for i in range(BATCH)]])
-    return [dict(input_ids=take(ids, b), attention_mask=take(np.array(enc["attention_mask"]), b), word_ids=take(word_ids, b),
-                 ent_ids=take(ent_ids, b), offset_mapping=take(offsets, b)) for b in range(n_batches)]
+    return [dict(input_ids=take(ids, b), attention_mask=take(np.array(enc["attention_mask"]), b),
+                 word_ids=take(word_ids, b), ent_ids=take(ent_ids, b), offset_mapping=take(offsets, b))
+            for b in range(n_batches)]
 
 
 def seqs_per_s(fn, batches, repeats: int) -> float:
@@ -96,7 +100,8 @@ def split(original, inputs, labels, mask_id) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; see benchmarks/README.md)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1; see benchmarks/README.md)")
     ap.add_argument("--device", default="cpu", help="device for maskviz (HF's collator always runs on the CPU)")
     ap.add_argument("--batches", type=int, default=8, help="distinct 256x128 batches masked per run")
     ap.add_argument("--repeats", type=int, default=7, help="runs; the median is reported")
@@ -113,8 +118,8 @@ def main():
     special_ids = torch.tensor(tok.all_special_ids)
     selectable = sum(int((~torch.isin(b["input_ids"], special_ids)).sum()) for b in batches)
     print(f"WikiText-2 valid, WordPiece vocab {len(tok)}, {args.batches} batches of {BATCH}x{LENGTH} "
-          f"({selectable} selectable tokens), rate {args.rate}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"maskviz on {dev}, median of {args.repeats} runs\n")
+          f"({selectable} selectable tokens), rate {args.rate}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, maskviz on {dev}, median of {args.repeats} runs\n")
 
     def hf_examples(b, whole_word):  # what a Trainer hands the collator: one dict per row
         keys = ("input_ids", "offset_mapping") if whole_word else ("input_ids",)
@@ -124,14 +129,17 @@ def main():
     for name, whole_word in (("random", False), ("whole_word", True)):
         # HF turns whole-word masking's corruption into 100% [MASK]; maskviz is set the same way for that comparison
         probs = dict(mask_replace_prob=1.0, random_replace_prob=0.0) if whole_word else {}
-        hf = DataCollatorForLanguageModeling(tok, mlm_probability=args.rate, whole_word_mask=whole_word, seed=0, **probs)
+        hf = DataCollatorForLanguageModeling(tok, mlm_probability=args.rate, whole_word_mask=whole_word, seed=0,
+                                             **probs)
         examples = [hf_examples(b, whole_word) for b in batches]
         mv = make_masker(name, tok, **probs)
         g = torch.Generator(device=dev).manual_seed(0)
-        hf_full = seqs_per_s(lambda ex: hf(ex), examples, args.repeats)
-        hf_mask = seqs_per_s(lambda b: hf.torch_mask_tokens(b["input_ids"].clone(), offset_mapping=b["offset_mapping"] if whole_word else None),
+        hf_full = seqs_per_s(hf, examples, args.repeats)
+        # this iteration's collator, masker and generator, bound as defaults
+        hf_mask = seqs_per_s(lambda b, hf=hf, whole_word=whole_word: hf.torch_mask_tokens(
+                                 b["input_ids"].clone(), offset_mapping=b["offset_mapping"] if whole_word else None),
                              batches, args.repeats)
-        ours = seqs_per_s(lambda b: mv(b, args.rate, g), on_dev, args.repeats)
+        ours = seqs_per_s(lambda b, mv=mv, g=g: mv(b, args.rate, g), on_dev, args.repeats)
         rows.append((name, hf_full, hf_mask, ours))
         # statistics over all batches
         hf_s = [split(b["input_ids"], out["input_ids"], out["labels"], tok.mask_token_id) for b, out in
@@ -140,12 +148,13 @@ def main():
                 ((b, mv(d, args.rate, g)) for b, d in zip(batches, on_dev))]
         for who, ss in (("HF", hf_s), ("maskviz", mv_s)):
             m = sum(s["masked"] for s in ss)
-            stats.append((name, who, m / selectable, *(sum(s[k] * s["masked"] for s in ss) / m for k in ("to_mask", "to_random", "unchanged"))))
+            stats.append((name, who, m / selectable,
+                          *(sum(s[k] * s["masked"] for s in ss) / m for k in ("to_mask", "to_random", "unchanged"))))
 
     for name in ("span", "salient_span"):
         mv = make_masker(name, tok)
         g = torch.Generator(device=dev).manual_seed(0)
-        ours = seqs_per_s(lambda b: mv(b, args.rate, g), on_dev, args.repeats)
+        ours = seqs_per_s(lambda b, mv=mv, g=g: mv(b, args.rate, g), on_dev, args.repeats)
         rows.append((name, None, None, ours))
         outs = [mv(d, args.rate, g) for d in on_dev]
         m = sum(int(o.mask.sum()) for o in outs)
@@ -153,15 +162,19 @@ def main():
         stats.append((name, "maskviz", m / selectable, *(split(torch.cat([b["input_ids"] for b in batches]),
                       torch.cat([o.input_ids.cpu() for o in outs]), torch.cat([o.labels.cpu() for o in outs]),
                       tok.mask_token_id)[k] for k in ("to_mask", "to_random", "unchanged"))))
-        if name == "salient_span": print(f"salient_span: {fb} of {BATCH * len(batches)} rows had no entity (fallback: random)")
+        if name == "salient_span":
+            print(f"salient_span: {fb} of {BATCH * len(batches)} rows had no entity (fallback: random)")
 
     fmt = lambda v: f"{v:>12,.0f}" if v is not None else f"{'-':>12}"
     ratio = lambda a, b: f"{a / b:>8.1f}x" if b else f"{'-':>9}"
-    print(f"\n| {'policy':<12} | {'HF collator':>12} | {'HF masking':>12} | {'maskviz':>12} | {'vs collator':>11} | {'vs masking':>10} |")
+    print(f"\n| {'policy':<12} | {'HF collator':>12} | {'HF masking':>12} | {'maskviz':>12} "
+          f"| {'vs collator':>11} | {'vs masking':>10} |")
     print(f"|{'-' * 14}|{'-' * 13}:|{'-' * 13}:|{'-' * 13}:|{'-' * 12}:|{'-' * 11}:|")
     for name, full, mask, ours in rows:
-        print(f"| {name:<12} | {fmt(full)} | {fmt(mask)} | {fmt(ours)} | {ratio(ours, full):>11} | {ratio(ours, mask):>10} |")
-    print("\nsequences/s; 'HF collator' = collator(list of row dicts), 'HF masking' = collator.torch_mask_tokens(batch tensor)")
+        print(f"| {name:<12} | {fmt(full)} | {fmt(mask)} | {fmt(ours)} "
+              f"| {ratio(ours, full):>11} | {ratio(ours, mask):>10} |")
+    print("\nsequences/s; 'HF collator' = collator(list of row dicts), "
+          "'HF masking' = collator.torch_mask_tokens(batch tensor)")
     print(f"\n| {'policy':<12} | {'who':<8} | {'rate':>7} | {'[MASK]':>7} | {'random':>7} | {'same':>7} |")
     print(f"|{'-' * 14}|{'-' * 10}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")
     for name, who, rate, a, b, c in stats:

@@ -35,22 +35,24 @@ class StepClock(TrainerCallback):
 
     def tokens_per_s(self, tokens_per_step:int, warmup:int) -> float:
         gaps = [b - a for a, b in zip(self.times[warmup:], self.times[warmup + 1:])]
-        if not gaps: raise ValueError(f"no timed steps: --steps must exceed --warmup + 1")
+        if not gaps: raise ValueError("no timed steps: --steps must exceed --warmup + 1")
         return tokens_per_step / statistics.median(gaps)
 
 
 def data_root() -> Path:
     root = Path(os.environ.get("MASKVIZ_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     if not (root / "corpus" / "enwiki_2015_wikiextractor").is_dir():
-        raise FileNotFoundError(f"{root}/corpus/enwiki_2015_wikiextractor not found; set MASKVIZ_DATA to the local data folder")
+        raise FileNotFoundError(f"{root}/corpus/enwiki_2015_wikiextractor not found; "
+                                "set MASKVIZ_DATA to the local data folder")
     return root
 
 
 def config(model:str, args, work:Path, tag:str) -> PretrainConfig:
-    return PretrainConfig(model=model, corpus="corpus/enwiki_2015_wikiextractor", max_lines=args.lines, data_dir=str(data_root()),
-                          tokenizer=str(work / "tokenizer"), vocab_size=args.vocab, block_size=128, batch_size=args.batch_size,
-                          steps=args.steps, lr=5e-4, warmup=0.06, schedule="constant(0.15)", log_every=args.steps,
-                          save_every=10 * args.steps, bf16=args.bf16, progress_bar=False, output_dir=str(work / tag), seed=0)
+    return PretrainConfig(model=model, corpus="corpus/enwiki_2015_wikiextractor", max_lines=args.lines,
+                          data_dir=str(data_root()), tokenizer=str(work / "tokenizer"), vocab_size=args.vocab,
+                          block_size=128, batch_size=args.batch_size, steps=args.steps, lr=5e-4, warmup=0.06,
+                          schedule="constant(0.15)", log_every=args.steps, save_every=10 * args.steps, bf16=args.bf16,
+                          progress_bar=False, output_dir=str(work / tag), seed=0)
 
 
 def run_ours(cfg:PretrainConfig, warmup:int) -> float:
@@ -64,9 +66,9 @@ def run_hf(cfg:PretrainConfig, tokenizer, blocks, warmup:int) -> float:
     model = BertForMaskedLM(sparse.config)
     model.load_state_dict(sparse.state_dict())
     args = TrainingArguments(output_dir=cfg.output_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-                             learning_rate=cfg.lr, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-                             logging_steps=cfg.steps, save_strategy="no", seed=cfg.seed, bf16=cfg.bf16, report_to=[],
-                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+                             learning_rate=cfg.lr, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
+                             lr_scheduler_type="linear", logging_steps=cfg.steps, save_strategy="no", seed=cfg.seed,
+                             bf16=cfg.bf16, report_to=[], use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
     clock = StepClock()
     trainer = Trainer(model=model, args=args, train_dataset=blocks.select_columns(["input_ids", "special_tokens_mask"]),
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15), callbacks=[clock])
@@ -99,7 +101,8 @@ def main():
         tokenizer = train_wordpiece(corpus, vocab_size=args.vocab)
         tokenizer.save_pretrained(work / "tokenizer")
         blocks = make_blocks(corpus, tokenizer, block_size=128, annotate=False)
-        print(f"device {device}{' (' + torch.cuda.get_device_name() + ')' if device == 'cuda' else ''}, {args.threads} threads, "
+        print(f"device {device}{' (' + torch.cuda.get_device_name() + ')' if device == 'cuda' else ''}, "
+              f"{args.threads} threads, "
               f"{len(blocks)} blocks of 128, batch {args.batch_size}, vocab {len(tokenizer)}, {args.steps} steps "
               f"(first {args.warmup} untimed), best of {args.repeats}{', bf16' if args.bf16 else ''}\n")
         rows = []
@@ -110,10 +113,12 @@ def main():
                 hf.append(run_hf(config(name, args, work, f"hf-{name}-{r}"), tokenizer, blocks, args.warmup))
             params = sum(p.numel() for p in build_model(config(name, args, work, "count"), len(tokenizer)).parameters())
             rows.append((name, params, max(hf), max(ours)))
-    print(f"{'model':6} {'params':>8} {'HF Trainer+collator':>20} {'maskviz':>12} {'ratio':>6} {'MFU HF':>7} {'MFU maskviz':>11}")
+    print(f"{'model':6} {'params':>8} {'HF Trainer+collator':>20} {'maskviz':>12} {'ratio':>6} {'MFU HF':>7} "
+          f"{'MFU maskviz':>11}")
+    m = lambda params, tps: f"{mfu(params, tps, peak):.1%}" if peak else "-"
     for name, params, hf, ours in rows:
-        m = lambda tps: f"{mfu(params, tps, peak):.1%}" if peak else "-"
-        print(f"{name:6} {params / 1e6:7.1f}M {hf:>14,.0f} tok/s {ours:>6,.0f} tok/s {ours / hf:5.2f}x {m(hf):>7} {m(ours):>11}")
+        print(f"{name:6} {params / 1e6:7.1f}M {hf:>14,.0f} tok/s {ours:>6,.0f} tok/s {ours / hf:5.2f}x "
+              f"{m(params, hf):>7} {m(params, ours):>11}")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ def _schedule(spec:str):
 def _html_path(path:str) -> Path:
     "argparse type: an .html file in an existing folder."
     p = Path(path)
-    if p.suffix.lower() not in (".html", ".htm"): raise argparse.ArgumentTypeError(f"--out must name an .html file, got {path!r}")
-    if not p.parent.is_dir(): raise argparse.ArgumentTypeError(f"--out folder {str(p.parent)!r} does not exist; create it first")
+    if p.suffix.lower() not in (".html", ".htm"):
+        raise argparse.ArgumentTypeError(f"--out must name an .html file, got {path!r}")
+    if not p.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"--out folder {str(p.parent)!r} does not exist; create it first")
     return p
 
 def _positive_int(s:str) -> int:
@@ -88,20 +90,24 @@ def _is_run(path:Path) -> bool:
     "Whether `path` is a run folder (has checkpoints/), else it must be a model folder."
     if RunDir(path).checkpoints_dir.is_dir(): return True
     if (path/"config.json").exists() and "model_type" in json.loads((path/"config.json").read_text()): return False
-    raise FileNotFoundError(f"{path} is neither a run folder (with checkpoints/) nor a model folder (config.json from save_pretrained)")
+    raise FileNotFoundError(f"{path} is neither a run folder (with checkpoints/) nor a model folder "
+                            "(config.json from save_pretrained)")
 
 def _eval_table(run:Path, suite:str=None) -> pd.DataFrame:
-    "The run's headline evaluation values by step: BLiMP overall, MLM loss per rate, GLUE headline per task and average."
+    "The run's headline values by step: BLiMP overall, MLM loss per rate, GLUE headline per task and average."
     from maskviz.evals import GLUE_METRICS
     df = RunDir(run).frame("evals")
     if df.empty: return df
     if suite: df = df[df.suite == suite]
     blimp = (df.suite == "blimp") & (df.task == "overall")
     mlm = (df.suite == "mlm") & (df.metric == "loss")
-    glue = (df.suite == "glue") & ((df.task == "average") | df.apply(lambda r: GLUE_METRICS.get(r.task, ("",))[0] == r.metric, axis=1))
+    headline = df.apply(lambda r: GLUE_METRICS.get(r.task, ("",))[0] == r.metric, axis=1)
+    glue = (df.suite == "glue") & ((df.task == "average") | headline)
     sel = df[blimp | mlm | glue].copy()
-    sel["column"] = sel.suite + " " + sel.task.where(sel.suite != "blimp", sel.metric) + sel.metric.where(sel.suite == "glue", "").map(lambda m: f" {m}" if m else "")
-    return sel.pivot_table(index="step", columns="column", values="value", aggfunc="mean").round(4).rename_axis(columns=None)
+    sel["column"] = (sel.suite + " " + sel.task.where(sel.suite != "blimp", sel.metric)
+                     + sel.metric.where(sel.suite == "glue", "").map(lambda m: f" {m}" if m else ""))
+    table = sel.pivot_table(index="step", columns="column", values="value", aggfunc="mean")
+    return table.round(4).rename_axis(columns=None)
 
 def _write_csv(df:pd.DataFrame, out:str|None):
     if out: df.to_csv(out, index=False); print(f"wrote {out}")
@@ -112,7 +118,8 @@ def eval_blimp_command(args:argparse.Namespace) -> int:
     path = Path(args.path)
     if _is_run(path):
         opts = {k: v for k, v in dict(eval_blimp_paradigms=args.paradigms, eval_blimp_limit=args.limit,
-                                      eval_pll_variants=[args.variant] if args.variant else None).items() if v is not None}
+                                      eval_pll_variants=[args.variant] if args.variant else None).items()
+                if v is not None}
         evaluate_run(path, ["blimp"], steps=args.steps, skip_done=not args.redo, quiet=args.quiet, **opts)
         table = _eval_table(path, "blimp")
         print(table.to_string())
@@ -120,7 +127,8 @@ def eval_blimp_command(args:argparse.Namespace) -> int:
         return 0
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     model, tok = AutoModelForMaskedLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    acc = blimp_accuracy(blimp_scores(model, tok, args.paradigms, args.limit, args.variant or "original", quiet=args.quiet))
+    scores = blimp_scores(model, tok, args.paradigms, args.limit, args.variant or "original", quiet=args.quiet)
+    acc = blimp_accuracy(scores)
     shown = acc[acc.level != "paradigm"] if len(acc) > 20 else acc
     print(shown.to_string(index=False, formatters={"accuracy": "{:.3f}".format}))
     _write_csv(acc, args.out)
@@ -130,12 +138,14 @@ def finetune_glue_command(args:argparse.Namespace) -> int:
     "Run `maskviz finetune-glue`."
     from maskviz.evals import evaluate_run, glue_average, glue_finetune, glue_tasks_present
     path = Path(args.path)
-    options = {k: v for k, v in dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_train=args.max_train,
-                                      max_eval=args.max_eval).items() if v is not None}
+    options = {k: v for k, v in dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                      max_train=args.max_train, max_eval=args.max_eval).items() if v is not None}
     if _is_run(path):
         from maskviz.evals import checkpoint_steps
-        steps = args.steps or list(checkpoint_steps(path))[-1:]  # fine-tuning every checkpoint is costly: the last one unless told
-        opts = {k: v for k, v in dict(eval_glue_tasks=args.tasks, eval_glue_seeds=args.seeds, eval_glue_options=options or None).items() if v is not None}
+        # fine-tuning every checkpoint is costly: the last one unless told
+        steps = args.steps or list(checkpoint_steps(path))[-1:]
+        opts = {k: v for k, v in dict(eval_glue_tasks=args.tasks, eval_glue_seeds=args.seeds,
+                                      eval_glue_options=options or None).items() if v is not None}
         evaluate_run(path, ["glue"], steps=steps, skip_done=not args.redo, quiet=args.quiet, **opts)
         table = _eval_table(path, "glue")
         print(table.to_string())
@@ -150,7 +160,11 @@ def finetune_glue_command(args:argparse.Namespace) -> int:
     return 0
 
 # %% ../nbs/07_cli.ipynb #f9e4b416
-DEMO_SCHEDULES = {"constant-0.15": "constant(0.15)", "constant-0.30": "constant(0.3)", "linear-0.30-0.15": "linear(0.3, 0.15)"}
+DEMO_SCHEDULES = {
+    "constant-0.15": "constant(0.15)",
+    "constant-0.30": "constant(0.3)",
+    "linear-0.30-0.15": "linear(0.3, 0.15)",
+}
 DEMO_BLIMP = (  # one paradigm per phenomenon
     "determiner_noun_agreement_1",               # determiner-noun agreement
     "regular_plural_subject_verb_agreement_1",   # subject-verb agreement
@@ -176,13 +190,15 @@ def demo_configs(out:str|Path="maskviz-demo",   # the demo's folder: one run fol
                 )->dict:                         # run name -> PretrainConfig
     "The demo's three run configs: the same tiny model, data and evaluations, one schedule each."
     out = Path(out)
-    common = dict(model="tiny", corpus=DEMO_CORPUS, max_lines=max_lines, tokenizer=str(out/"tokenizer"), vocab_size=8192,
-                  block_size=128, batch_size=32, steps=steps, lr=1e-3, warmup=0.06, log_every=10, save_every=eval_every,
-                  eval_every=eval_every, eval_suites=["blimp", "mlm", "glue"], eval_blimp_paradigms=list(DEMO_BLIMP),
-                  eval_blimp_limit=blimp_limit, eval_corpus="wikitext-2", eval_split="test", eval_max_lines=500,
-                  eval_glue_tasks=list(DEMO_GLUE), eval_glue_options=dict(epochs=1, lr=1e-4, max_train=glue_max_train, max_eval=glue_max_eval),
+    common = dict(model="tiny", corpus=DEMO_CORPUS, max_lines=max_lines, tokenizer=str(out/"tokenizer"),
+                  vocab_size=8192, block_size=128, batch_size=32, steps=steps, lr=1e-3, warmup=0.06, log_every=10,
+                  save_every=eval_every, eval_every=eval_every, eval_suites=["blimp", "mlm", "glue"],
+                  eval_blimp_paradigms=list(DEMO_BLIMP), eval_blimp_limit=blimp_limit, eval_corpus="wikitext-2",
+                  eval_split="test", eval_max_lines=500, eval_glue_tasks=list(DEMO_GLUE),
+                  eval_glue_options=dict(epochs=1, lr=1e-4, max_train=glue_max_train, max_eval=glue_max_eval),
                   data_dir=None if data_dir is None else str(data_dir), seed=0)
-    return {name: PretrainConfig(schedule=spec, output_dir=str(out/name), **common) for name, spec in DEMO_SCHEDULES.items()}
+    return {name: PretrainConfig(schedule=spec, output_dir=str(out/name), **common)
+            for name, spec in DEMO_SCHEDULES.items()}
 
 # %% ../nbs/07_cli.ipynb #d79f51e4
 def _demo_tokenizer(config):
@@ -215,11 +231,14 @@ def run_demo(out:str|Path="maskviz-demo", quiet:bool=False, **options) -> dict:
     _demo_tokenizer(first)
     runs = {}
     for i, (name, config) in enumerate(configs.items(), 1):
-        if not quiet: print(f"[{i}/{len(configs)}] {name}: {config.schedule}, {config.steps} steps -> {config.output_dir}", flush=True)
+        if not quiet:
+            print(f"[{i}/{len(configs)}] {name}: {config.schedule}, {config.steps} steps -> {config.output_dir}",
+                  flush=True)
         config.progress_bar = not quiet
         t = time.perf_counter()
         runs[name] = pretrain(config)
-        if not quiet: print(f"      {_last_metrics(runs[name])}; {time.perf_counter() - t:.0f} s with evaluations", flush=True)
+        if not quiet:
+            print(f"      {_last_metrics(runs[name])}; {time.perf_counter() - t:.0f} s with evaluations", flush=True)
     return runs
 
 def demo_command(args:argparse.Namespace) -> int:
@@ -228,14 +247,16 @@ def demo_command(args:argparse.Namespace) -> int:
     runs = run_demo(args.out, steps=args.steps, eval_every=args.eval_every)
     summary = demo_summary(runs)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print("\nFinal evaluations (BLiMP: the DEMO_BLIMP subset; MLM loss at fixed rates on WikiText-2 test; GLUE dev):")
+        print("\nFinal evaluations (BLiMP: the DEMO_BLIMP subset; MLM loss at fixed rates on WikiText-2 test; "
+              "GLUE dev):")
         print(summary.T.to_string())
         blimp = pd.DataFrame({name: _eval_table(Path(run), "blimp").iloc[:, 0] for name, run in runs.items()})
         print("\nBLiMP accuracy (subset) by step:")
         print(blimp.to_string())
     from maskviz.report import write_report
     page = write_report(runs, Path(args.out)/"report.html", title="maskviz demo: masking-rate schedules at small scale")
-    print(f"\nDone in {(time.perf_counter() - t) / 60:.1f} min. Run records (config.json, metrics.jsonl, evals.jsonl, checkpoints/):")
+    print(f"\nDone in {(time.perf_counter() - t) / 60:.1f} min. "
+          "Run records (config.json, metrics.jsonl, evals.jsonl, checkpoints/):")
     for run in runs.values(): print(f"  {run}")
     print(f"Report (open it in a browser; it works offline): {page}")
     print(f"Evaluate more: maskviz eval-blimp {next(iter(runs.values()))}   |   maskviz finetune-glue RUN --tasks rte")
@@ -249,13 +270,15 @@ def report_command(args:argparse.Namespace) -> int:
     runs = load_runs(args.runs)
     page = write_report(runs, args.out, title=args.title, baseline=args.baseline, mask_stats=not args.no_mask_stats)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(run_summary(runs, args.baseline).drop(columns=["group", "policy", "model"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        summary = run_summary(runs, args.baseline).drop(columns=["group", "policy", "model"])
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, works offline)")
     return 0
 
 # %% ../nbs/07_cli.ipynb #5caf5572
 def _steps_arg(sp):
-    sp.add_argument("--steps", type=_positive_int, nargs="+", metavar="N", help="for a run: only the checkpoints of these steps")
+    sp.add_argument("--steps", type=_positive_int, nargs="+", metavar="N",
+                    help="for a run: only the checkpoints of these steps")
 
 def _common_eval_args(sp):
     sp.add_argument("--redo", action="store_true", help="for a run: evaluate again steps already in evals.jsonl")
@@ -264,40 +287,51 @@ def _common_eval_args(sp):
 
 def parser() -> argparse.ArgumentParser:
     "The `maskviz` argument parser, with one sub-parser per command."
-    top = argparse.ArgumentParser(prog="maskviz", description="Explore masked-language-model pretraining: masking policies, masking-rate schedules and what they do.")
+    top = argparse.ArgumentParser(prog="maskviz",
+                                  description="Explore masked-language-model pretraining: masking policies, "
+                                              "masking-rate schedules and what they do.")
     top.add_argument("--version", action="version", version=f"maskviz {maskviz.__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sp = commands.add_parser("schedules", help="compare masking-rate schedules: budget table and HTML figure",
-                             description="Compare masking-rate schedules. A SPEC is a call such as 'linear(0.3, 0.15)', "
-                                         "'cosine(0.3, 0.15)', 'step(0.3, 0.15, at=0.5)' or 'warmup(linear(0.3, 0.15), 0.1, 0.0)'. "
+                             description="Compare masking-rate schedules. "
+                                         "A SPEC is a call such as 'linear(0.3, 0.15)', "
+                                         "'cosine(0.3, 0.15)', 'step(0.3, 0.15, at=0.5)' or "
+                                         "'warmup(linear(0.3, 0.15), 0.1, 0.0)'. "
                                          "Without specs, the paper's six schedules are compared.")
     sp.add_argument("specs", nargs="*", type=_schedule, metavar="SPEC", help="schedule specs (quote them in the shell)")
     sp.add_argument("--out", type=_html_path, metavar="FILE.html", help="write an interactive HTML figure here")
-    sp.add_argument("--steps", type=_positive_int, metavar="N", help="run length in optimizer steps (x axis in steps, exact budgets)")
+    sp.add_argument("--steps", type=_positive_int, metavar="N",
+                    help="run length in optimizer steps (x axis in steps, exact budgets)")
     sp.set_defaults(run=schedules_command)
 
     sp = commands.add_parser("pretrain", help="pretrain a masked LM as a config file says (or resume a run)",
-                             description="Pretrain a masked LM. CONFIG is a YAML/JSON file of PretrainConfig fields, or a run folder "
-                                         "(its config.json, to resume it). Fields can be overridden: --steps 100 --schedule 'cosine(0.3,0.15)'.")
+                             description="Pretrain a masked LM. CONFIG is a YAML/JSON file of PretrainConfig fields, "
+                                         "or a run folder (its config.json, to resume it). Fields can be overridden: "
+                                         "--steps 100 --schedule 'cosine(0.3,0.15)'.")
     sp.add_argument("config", metavar="CONFIG", help="a YAML/JSON config file, or a run folder")
     sp.add_argument("--overwrite", action="store_true", help="clear an output folder that holds another run first")
     sp.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value", help="config fields to override")
     sp.set_defaults(run=pretrain_command)
 
     sp = commands.add_parser("eval-blimp", help="BLiMP accuracy of a run's checkpoints or of one model folder",
-                             description="Score BLiMP minimal pairs by pseudo-log-likelihood. For a run folder the records go to its evals.jsonl.")
+                             description="Score BLiMP minimal pairs by pseudo-log-likelihood. "
+                                         "For a run folder the records go to its evals.jsonl.")
     sp.add_argument("path", metavar="RUN_OR_CHECKPOINT")
-    sp.add_argument("--paradigms", nargs="+", metavar="UID", help="BLiMP paradigm UIDs (default: a run's config, else all 67)")
-    sp.add_argument("--limit", type=_positive_int, metavar="N", help="pairs per paradigm (default: a run's config, else all 1000)")
+    sp.add_argument("--paradigms", nargs="+", metavar="UID",
+                    help="BLiMP paradigm UIDs (default: a run's config, else all 67)")
+    sp.add_argument("--limit", type=_positive_int, metavar="N",
+                    help="pairs per paradigm (default: a run's config, else all 1000)")
     sp.add_argument("--variant", choices=("original", "within_word_l2r"), help="PLL variant (default: original)")
     _steps_arg(sp); _common_eval_args(sp)
     sp.set_defaults(run=eval_blimp_command)
 
     sp = commands.add_parser("finetune-glue", help="GLUE scores of a run's last checkpoint or of one model folder",
-                             description="Fine-tune on GLUE tasks and score the dev sets. For a run folder: its last checkpoint unless --steps, "
+                             description="Fine-tune on GLUE tasks and score the dev sets. "
+                                         "For a run folder: its last checkpoint unless --steps, "
                                          "records appended to its evals.jsonl.")
     sp.add_argument("path", metavar="RUN_OR_CHECKPOINT")
-    sp.add_argument("--tasks", nargs="+", metavar="TASK", help="GLUE tasks, e.g. sst2 mrpc rte (default: a run's config, else every task in the data)")
+    sp.add_argument("--tasks", nargs="+", metavar="TASK",
+                    help="GLUE tasks, e.g. sst2 mrpc rte (default: a run's config, else every task in the data)")
     sp.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="fine-tuning seeds (default: 0)")
     sp.add_argument("--epochs", type=float, help="training epochs (default 3)")
     sp.add_argument("--lr", type=float, help="peak learning rate (default 2e-5)")
@@ -307,24 +341,37 @@ def parser() -> argparse.ArgumentParser:
     _steps_arg(sp); _common_eval_args(sp)
     sp.set_defaults(run=finetune_glue_command)
 
-    sp = commands.add_parser("demo", help="pretrain three tiny models with three schedules, evaluate them and write a report (CPU)",
-                             description="Pretrain tiny BERTs with constant(0.15), constant(0.30) and linear(0.30, 0.15) on a slice of "
-                                         "the local corpus, evaluate BLiMP (a subset), MLM loss and GLUE SST-2/MRPC along the way, and "
-                                         "print a summary. Needs the local data root ($MASKVIZ_DATA).")
-    sp.add_argument("--out", default="maskviz-demo", metavar="DIR", help="where the run folders go (default: maskviz-demo)")
-    sp.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="optimizer steps per run (default 300)")
-    sp.add_argument("--eval-every", type=_positive_int, default=100, metavar="N", help="steps between evaluations (default 100)")
+    sp = commands.add_parser("demo",
+                             help="pretrain three tiny models with three schedules, evaluate them and "
+                                  "write a report (CPU)",
+                             description="Pretrain tiny BERTs with constant(0.15), constant(0.30) and "
+                                         "linear(0.30, 0.15) on a slice of the local corpus, "
+                                         "evaluate BLiMP (a subset), MLM loss and "
+                                         "GLUE SST-2/MRPC along the way, and print a summary. "
+                                         "Needs the local data root ($MASKVIZ_DATA).")
+    sp.add_argument("--out", default="maskviz-demo", metavar="DIR",
+                    help="where the run folders go (default: maskviz-demo)")
+    sp.add_argument("--steps", type=_positive_int, default=300, metavar="N",
+                    help="optimizer steps per run (default 300)")
+    sp.add_argument("--eval-every", type=_positive_int, default=100, metavar="N",
+                    help="steps between evaluations (default 100)")
     sp.set_defaults(run=demo_command)
 
-    sp = commands.add_parser("report", help="one self-contained HTML page of runs: schedules, trajectories, MLM loss, what the policies mask",
-                             description="Write one HTML report of run folders (or folders of them): a summary table, the schedules, the "
-                                         "training loss, BLiMP/GLUE/MLM trajectories with speedups, and the POS/Zipf statistics of the runs' "
-                                         "policies. plotly.js is inlined, so the page opens offline.")
+    sp = commands.add_parser("report",
+                             help="one self-contained HTML page of runs: schedules, trajectories, MLM loss, "
+                                  "what the policies mask",
+                             description="Write one HTML report of run folders (or folders of them): a summary table, "
+                                         "the schedules, the training loss, BLiMP/GLUE/MLM trajectories with speedups, "
+                                         "and the POS/Zipf statistics of the runs' policies. "
+                                         "plotly.js is inlined, so the page opens offline.")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders of run folders")
-    sp.add_argument("--out", type=_html_path, default="report.html", metavar="FILE.html", help="the page to write (default: report.html)")
+    sp.add_argument("--out", type=_html_path, default="report.html", metavar="FILE.html",
+                    help="the page to write (default: report.html)")
     sp.add_argument("--title", default="maskviz report", help="the page's title")
-    sp.add_argument("--baseline", metavar="GROUP", help="the run group speedups are measured against (default: the constant(0.15) runs)")
-    sp.add_argument("--no-mask-stats", action="store_true", help="leave out what the policies mask (it reads and annotates the runs' corpus)")
+    sp.add_argument("--baseline", metavar="GROUP",
+                    help="the run group speedups are measured against (default: the constant(0.15) runs)")
+    sp.add_argument("--no-mask-stats", action="store_true",
+                    help="leave out what the policies mask (it reads and annotates the runs' corpus)")
     sp.set_defaults(run=report_command)
     return top
 

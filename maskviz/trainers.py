@@ -194,8 +194,9 @@ def pretrain(config:PretrainConfig,          # the run's config
         if last is not None:
             _check_world_size(run, args.world_size)
             if args.process_index == 0 and not (last/"optimizer.pt").exists():
-                _say(f"{run.path}: {last.name} keeps no optimizer state (only the latest checkpoint does); resumed from "
-                     f"it, the optimizer starts afresh and the steps after it differ from the first attempt's")
+                _say(f"{run.path}: {last.name} keeps no optimizer state (only the latest checkpoint does); "
+                     "resumed from it, the optimizer starts afresh "
+                     "and the steps after it differ from the first attempt's")
         with args.main_process_first(desc="data"):  # the main process trains, saves and caches; the others then read
             corpus = load_corpus(config.corpus, split=config.split, max_lines=config.max_lines,
                                  data_dir=config.data_dir)

@@ -61,7 +61,7 @@ def page_name(nb:Path, nbs:Path) -> str:
 # ---- 1. show_doc cells ----------------------------------------------------------------------------------
 
 def with_show_docs(src:Path, skip_flags:list[str]) -> tuple[nbformat.NotebookNode, list]:
-    "`src` with nbdev's `show_doc` cells added and cells `nbdev-test` skips tagged `skip-execution`, and each cell's origin."
+    "`src` with nbdev's `show_doc` cells added, cells `nbdev-test` skips tagged `skip-execution`; each cell's origin."
     nb = read_nb(src)
     for i, c in enumerate(nb.cells): c.src_idx_ = i
     if not str2bool(nb_frontmatter(nb).get("skip_showdoc", False)):
@@ -89,7 +89,8 @@ def execute(nb:nbformat.NotebookNode, src:Path, origin:list, timeout:int):
                             resources={"metadata": {"path": str(src.parent)}})
     try: client.execute()
     except Exception as e:
-        i = next((i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", []))), None)
+        i = next((i for i, c in enumerate(nb.cells)
+                  if any(o.output_type == "error" for o in c.get("outputs", []))), None)
         where = "while running"
         if i is not None:
             prev = next((o for o in reversed(origin[:i + 1]) if o is not None), None)
@@ -107,7 +108,8 @@ def widget_note(src:Path) -> dict:
     "The output shown in place of a live widget."
     msg = f"Run <code>{html.escape(rel(src))}</code> in JupyterLab to use it."
     return nbformat.v4.new_output("display_data", data={
-        "text/html": f'<div class="admonition note"><p class="admonition-title">Interactive widget</p><p>{msg}</p></div>',
+        "text/html": f'<div class="admonition note"><p class="admonition-title">Interactive widget</p>'
+                     f'<p>{msg}</p></div>',
         "text/plain": "Interactive widget: " + re.sub("<[^>]+>", "", msg)})
 
 _progress_bar = re.compile(r"\d+%\|")  # tqdm's text: "Map:  40%|####      | 4/10 [...]"
@@ -119,7 +121,7 @@ def is_progress_bar(o) -> bool:
 
 
 def static_outputs(cell, src:Path) -> list:
-    "`cell`'s outputs with progress bars dropped, widgets replaced by a note and plotly figures stripped of what fails offline."
+    "`cell`'s outputs: no progress bars, widgets replaced by a note, plotly figures stripped of what fails offline."
     outs = []
     for o in cell.get("outputs", []):
         data = o.get("data", {})
@@ -127,10 +129,12 @@ def static_outputs(cell, src:Path) -> list:
         if WIDGET_MIME in data: o = widget_note(src)
         elif PLOTLY_MIME in data and "plotly-graph-div" not in data.get("text/html", ""):
             # a figure saved with plotly's JSON only (JupyterLab's default renderer), e.g. by a cell not run here
-            data["text/html"] = plotly.io.to_html(data.pop(PLOTLY_MIME), include_plotlyjs=False, full_html=False, validate=False)
+            data["text/html"] = plotly.io.to_html(data.pop(PLOTLY_MIME), include_plotlyjs=False, full_html=False,
+                                                  validate=False)
         elif "text/html" in data:
             h = data["text/html"]
-            if "window.PlotlyConfig" in h and "plotly-graph-div" not in h: continue  # 5 MB of inline plotly.js; see load_plotly_js
+            # 5 MB of inline plotly.js; see load_plotly_js
+            if "window.PlotlyConfig" in h and "plotly-graph-div" not in h: continue
             if "plotly-graph-div" in h:
                 data["text/html"] = _mathjax_cdn.sub("", h)  # plotly adds MathJax from a CDN to every figure
                 data.pop(PLOTLY_MIME, None)
@@ -154,7 +158,8 @@ def nbdev_process(nb, src:Path):
 
 def show_doc_markdown(cell) -> str | None:
     "The markdown `show_doc` printed, without the rule and the source link that Quarto floats beside the heading."
-    md = next(("".join(o["data"]["text/markdown"]) for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})), None)
+    md = next(("".join(o["data"]["text/markdown"]) for o in cell.get("outputs", [])
+               if "text/markdown" in o.get("data", {})), None)
     if md is None: return None
     md = re.sub(r"\A\s*---\s*\n", "", md)
     src = re.search(r'^\[source\]\((\S+)\)\{[^}\n]*\}\s*$', md, flags=re.M)
@@ -203,7 +208,8 @@ def to_myst(nb, page:str) -> nbformat.NotebookNode:
             if opts.get("echo") == "false": tags.append("remove-input")
             if opts.get("output") == "false": tags.append("remove-output")
             if opts.get("code-fold") in ("true", "show"): tags.append("hide-input")
-            new = nbformat.v4.new_code_cell("\n".join(lines), outputs=c.get("outputs", []), execution_count=c.get("execution_count"))
+            new = nbformat.v4.new_code_cell("\n".join(lines), outputs=c.get("outputs", []),
+                                            execution_count=c.get("execution_count"))
             if tags: new.metadata["tags"] = tags
             cells.append(new)
     load_plotly_js(cells, page)
@@ -221,7 +227,8 @@ def build_page(src:Path, page:str, skip_flags:list[str], timeout:int) -> float:
             if c.cell_type == "code": c.outputs = static_outputs(c, src)
         staged = to_myst(nbdev_process(nb, src), page)
     except NotebookError: raise
-    except Exception as e: raise NotebookError(f"{rel(src)}: {type(e).__name__}: {e}\n{traceback.format_exc()}") from None
+    except Exception as e:
+        raise NotebookError(f"{rel(src)}: {type(e).__name__}: {e}\n{traceback.format_exc()}") from None
     dst = STAGE / f"{page}.ipynb"
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(staged, dst)
@@ -238,10 +245,12 @@ class Links:
     def __init__(self, names:dict[Path, str]):
         cfg = get_config()
         self.names = names  # notebook path -> page
-        self.base = urljoin((cfg.get("doc_host") or "") + "/", cfg.get("doc_baseurl") or "/")  # nbdev's doc links start so
+        # nbdev's doc links start so
+        self.base = urljoin((cfg.get("doc_host") or "") + "/", cfg.get("doc_baseurl") or "/")
         self.ids = {}  # page -> ids of its headings, as docutils makes them
         for page in names.values():
-            md = "\n".join(c.source for c in nbformat.read(STAGE / f"{page}.ipynb", 4).cells if c.cell_type == "markdown")
+            md = "\n".join(c.source for c in nbformat.read(STAGE / f"{page}.ipynb", 4).cells
+                           if c.cell_type == "markdown")
             self.ids[page] = {make_id(re.sub(r"[`*\\]", "", t)) for t in _heading.findall(md)}
 
     def _nbdev_link(self, text:str, url:str, here:str) -> str:
@@ -249,12 +258,15 @@ class Links:
         target, _, sym = url[len(self.base):].partition("#")
         page = target.removesuffix(".html")
         code = re.fullmatch(r"`([^`]+)`", text)
-        label = f'<code class="docutils literal notranslate"><span class="pre">{html.escape(code[1])}</span></code>' if code else html.escape(text)
+        label = (f'<code class="docutils literal notranslate"><span class="pre">{html.escape(code[1])}</span></code>'
+                 if code else html.escape(text))
         if page not in self.ids: return text
-        anchor = next((a for a in (make_id(sym), make_id(sym.split(".")[0])) if a in self.ids[page]), None) if sym else ""
+        anchor = (next((a for a in (make_id(sym), make_id(sym.split(".")[0])) if a in self.ids[page]), None)
+                  if sym else "")
         if anchor is None: return text
         href = posixpath.relpath(f"{page}.html", here) + (f"#{anchor}" if anchor else "")
-        return f'<a class="reference internal" href="{html.escape(href)}">{label}</a>'  # raw HTML: Sphinx would try to resolve a markdown link
+        # raw HTML: Sphinx would try to resolve a markdown link
+        return f'<a class="reference internal" href="{html.escape(href)}">{label}</a>'
 
     def _link(self, m:re.Match, page:str, src:Path) -> str:
         text, url = m.groups()
@@ -262,7 +274,8 @@ class Links:
         if url.startswith(self.base) and ".html" in url and "://" not in url[len(self.base):]:
             return self._nbdev_link(text, url, here)
         path, hash_, anchor = url.partition("#")
-        target = self.names.get((src.parent / unquote(path)).resolve()) if path.endswith(".ipynb") and "://" not in path else None
+        target = (self.names.get((src.parent / unquote(path)).resolve())
+                  if path.endswith(".ipynb") and "://" not in path else None)
         return f"[{text}]({posixpath.relpath(target, here)}.ipynb{hash_}{anchor})" if target else m.group(0)
 
     def rewrite(self, page:str, src:Path, extra:str=""):
@@ -295,7 +308,8 @@ def broken_links(site:Path) -> list[str]:
             path, _, anchor = href.partition("#")
             target = (p.parent / unquote(path.partition("?")[0])).resolve() if path else p
             if target.is_dir(): target = target / "index.html"
-            if not target.exists() or (anchor and target.suffix == ".html" and unquote(anchor) not in ids.get(target, ())):
+            missing_anchor = anchor and target.suffix == ".html" and unquote(anchor) not in ids.get(target, ())
+            if not target.exists() or missing_anchor:
                 bad.append(f"{p.relative_to(site)}: {href}")
     return sorted(set(bad))
 
@@ -319,7 +333,8 @@ def main(argv=None) -> int:
     cfg = get_config()
     nbs = (args.nbs or cfg.path("nbs_path")).resolve()
     notebooks = find_notebooks(nbs)
-    if nbs / "index.ipynb" not in notebooks: return fail(f"{rel(nbs)}/index.ipynb is missing; it is the site's home page")
+    if nbs / "index.ipynb" not in notebooks:
+        return fail(f"{rel(nbs)}/index.ipynb is missing; it is the site's home page")
     names = {p: page_name(p, nbs) for p in notebooks}
     if clash := sorted({n for n in names.values() if list(names.values()).count(n) > 1}):
         return fail(f"several notebooks make the page(s) {clash}; rename one of them")
@@ -351,11 +366,13 @@ def main(argv=None) -> int:
                "-c", str(ROOT / "docs"), "-d", f"{tmp}/doctrees", str(STAGE), f"{tmp}/html"]
         if subprocess.run(cmd).returncode:
             made = "\n".join(f"  _proc/{page}.ipynb <- {rel(p)}" for p, page in names.items())
-            return fail(f"Sphinx failed (warnings count as errors); see the messages above. They name pages in _proc/, made from:\n{made}")
+            return fail("Sphinx failed (warnings count as errors); see the messages above. "
+                        f"They name pages in _proc/, made from:\n{made}")
         shutil.rmtree(out, ignore_errors=True)
         shutil.move(f"{tmp}/html", out)
     if bad := broken_links(out): return fail("broken links between pages:\n  " + "\n  ".join(bad))
-    print(f"  sphinx {time.perf_counter() - start:.1f}s; total {time.perf_counter() - total:.1f}s; open {out / 'index.html'}")
+    print(f"  sphinx {time.perf_counter() - start:.1f}s; total {time.perf_counter() - total:.1f}s; "
+          f"open {out / 'index.html'}")
     return 0
 
 

@@ -33,15 +33,19 @@ def main() -> int:
         have = {p.relative_to(ROOT / LIB) for p in (ROOT / LIB).rglob("*.py") if "__pycache__" not in p.parts}
         problems = []
         for rel in sorted(have - made):
-            problems.append(f"{LIB}/{rel} is not exported by any notebook: move its code into a notebook in nbs/ (or delete it)")
+            problems.append(f"{LIB}/{rel} is not exported by any notebook: "
+                            "move its code into a notebook in nbs/ (or delete it)")
         for rel in sorted(made - have):
-            problems.append(f"{LIB}/{rel} is exported by {source_notebook((tmp / LIB / rel).read_text())} but not committed: run nbdev-export")
+            problems.append(f"{LIB}/{rel} is exported by {source_notebook((tmp / LIB / rel).read_text())} "
+                            "but not committed: run nbdev-export")
         for rel in sorted(made & have):
             new, old = (tmp / LIB / rel).read_text(), (ROOT / LIB / rel).read_text()
             if new == old: continue
-            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"{LIB}/{rel} (committed)", f"{LIB}/{rel} (exported)", lineterm="")
-            problems.append(f"{LIB}/{rel} differs from what {source_notebook(new)} exports: edit the notebook, not the module, "
-                            f"then run nbdev-export\n" + "\n".join(list(diff)[:40]))
+            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"{LIB}/{rel} (committed)",
+                                        f"{LIB}/{rel} (exported)", lineterm="")
+            problems.append(f"{LIB}/{rel} differs from what {source_notebook(new)} exports: "
+                            "edit the notebook, not the module, "
+                            "then run nbdev-export\n" + "\n".join(list(diff)[:40]))
     for p in problems: print(p)
     if not problems: print(f"{LIB}/ matches what nbs/ exports ({len(made)} modules)")
     return 1 if problems else 0

@@ -24,15 +24,19 @@ def generated_all_lines(path: Path) -> set[int]:
 
 def main() -> int:
     ruff = Path(sys.executable).parent / "ruff"
-    run = subprocess.run([str(ruff), "check", "--output-format", "json", *PATHS], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run([str(ruff), "check", "--output-format", "json", *PATHS], cwd=ROOT, capture_output=True,
+                         text=True)
     if run.returncode not in (0, 1):
         print(run.stdout, run.stderr)
         return 1
     findings = json.loads(run.stdout or "[]")
-    kept = [f for f in findings if not (f["code"] == "E501" and f["location"]["row"] in generated_all_lines(Path(f["filename"])))]
+    kept = [f for f in findings
+            if not (f["code"] == "E501" and f["location"]["row"] in generated_all_lines(Path(f["filename"])))]
     for f in kept:
-        print(f"{Path(f['filename']).relative_to(ROOT)}:{f['location']['row']}:{f['location']['column']}: {f['code']} {f['message']}")
-    print(f"ruff: {len(kept)} finding(s) in {', '.join(PATHS)} ({len(findings) - len(kept)} in nbdev's generated __all__ left out)")
+        print(f"{Path(f['filename']).relative_to(ROOT)}:{f['location']['row']}:{f['location']['column']}: "
+              f"{f['code']} {f['message']}")
+    print(f"ruff: {len(kept)} finding(s) in {', '.join(PATHS)} "
+          f"({len(findings) - len(kept)} in nbdev's generated __all__ left out)")
     return 1 if kept else 0
 
 

@@ -33,7 +33,8 @@ def main() -> int:
     shared = ROOT.parent / "shared" / "data"
     if not os.environ.get("MASKVIZ_DATA") and shared.is_dir():  # a checkout beside the project's shared data folder
         os.environ["MASKVIZ_DATA"] = str(shared)
-    print(f"data root: {os.environ.get('MASKVIZ_DATA') or 'none: set MASKVIZ_DATA to a folder laid out like shared/data; notebook tests read it'}")
+    no_data = "none: set MASKVIZ_DATA to a folder laid out like shared/data; notebook tests read it"
+    print(f"data root: {os.environ.get('MASKVIZ_DATA') or no_data}")
     results = [
         step("export check", [PY, "tools/check_export.py"]),
         step("README check", [PY, "tools/render_readme.py", "--check"]),

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
-from maskviz.data import load_blimp, train_wordpiece
+from maskviz.data import train_wordpiece
+from maskviz.evalsets import load_blimp
 from maskviz.evals import pll_scores
 from maskviz.maskers import make_masker
 

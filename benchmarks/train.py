@@ -21,7 +21,8 @@ import torch
 from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
-from maskviz.data import load_corpus, make_blocks, train_wordpiece
+from maskviz.corpora import make_blocks
+from maskviz.data import load_corpus, train_wordpiece
 from maskviz.config import PretrainConfig
 from maskviz.trainers import build_model, mfu, peak_flops, pretrain
 

@@ -50,7 +50,7 @@ def schedules_command(args:argparse.Namespace) -> int:
     print(table.to_string(index=False, formatters=dict(start_rate=pct, end_rate=pct, mean_rate=pct,
                                                        budget_vs_reference=lambda v: f"{v:.2f}x")))
     if args.out:
-        from maskviz.dashboards import plot_schedules  # plotly and the dashboards only for the figure
+        from maskviz.figures import plot_schedules  # plotly only for the figure
         fig = plot_schedules(named, total_steps=args.steps)
         fig.write_html(args.out, include_plotlyjs=True, full_html=True)
         print(f"wrote {args.out}")

@@ -15,8 +15,9 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
-from .data import (BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, data_source, glue_files, load_blimp,
-                          load_corpus, load_glue, make_blocks)
+from .corpora import make_blocks
+from .data import data_source, load_corpus
+from .evalsets import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, glue_files, load_blimp, load_glue
 from .maskers import make_masker
 from .metrics import TASK_METRICS, headline, task_metrics
 from .records import RunDir

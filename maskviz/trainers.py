@@ -13,7 +13,8 @@ from transformers import BertConfig, BertForMaskedLM, PrinterCallback, TrainerCa
 from transformers.modeling_outputs import MaskedLMOutput
 
 from .config import PretrainConfig
-from .data import load_corpus, load_tokenizer, make_blocks, train_wordpiece
+from .corpora import make_blocks
+from .data import load_corpus, load_tokenizer, train_wordpiece
 from .hf import MaskingTrainer, _needs
 from .maskers import POLICIES, make_masker
 from .records import RunDir

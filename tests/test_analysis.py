@@ -12,7 +12,8 @@ from scipy import stats
 
 from maskviz.analysis import (EVAL_COLUMNS, METRIC_COLUMNS, Runs, js_divergence, load_runs, mask_profiles, seed_means,
                               speedup_to_target, trajectory, zipf_fit)
-from maskviz.data import UPOS_TAGS, frequency_ranks, load_corpus, make_blocks, train_wordpiece
+from maskviz.corpora import UPOS_TAGS, frequency_ranks, make_blocks
+from maskviz.data import load_corpus, train_wordpiece
 from maskviz.maskers import Vocab, make_masker
 from maskviz.schedules import parse_schedule
 from maskviz.config import PretrainConfig

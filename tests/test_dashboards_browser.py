@@ -51,7 +51,7 @@ class Case:
 
 SCHEDULE_EXPLORER = ["from maskviz.dashboards import schedule_explorer", "schedule_explorer()"]
 WIKITEXT = ["import datasets; datasets.disable_progress_bars()\n"  # a small annotated corpus from $MASKVIZ_DATA
-            "from maskviz.data import load_corpus, make_blocks, train_wordpiece\n"
+            "from maskviz.corpora import make_blocks\nfrom maskviz.data import load_corpus, train_wordpiece\n"
             "lines = load_corpus('wikitext-2', split='validation', max_lines=300)\n"
             "tok = train_wordpiece(lines, vocab_size=2000)"]
 TINY_RUNS = ["import contextlib, io, tempfile\nfrom pathlib import Path\nfrom maskviz.config import PretrainConfig\nfrom maskviz.trainers import pretrain\n"

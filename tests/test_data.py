@@ -8,11 +8,13 @@ from datasets import Dataset
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maskviz import data
-from maskviz.data import (BLIMP_FEATURES, BLIMP_PARADIGMS, BERT_SPECIAL_TOKENS, GLUE_TASKS, HUB_DATASETS, NO_ANNOTATION,
-                          QA_FEATURES, SPACY_MODELS, TOKEN_FEATURES, UPOS_IDS, UPOS_TAGS, align_annotations, block_features,
-                          data_root, data_source, find_spacy_model, frequency_ranks, glue_files, load_blimp, load_corpus,
-                          load_glue, load_qa, load_spacy, load_tokenizer, make_blocks, pack_blocks, tokenize_corpus,
+from maskviz.corpora import (NO_ANNOTATION, SPACY_MODELS, TOKEN_FEATURES, UPOS_IDS, UPOS_TAGS, align_annotations,
+                             block_features, find_spacy_model, frequency_ranks, load_spacy, make_blocks, pack_blocks,
+                             tokenize_corpus)
+from maskviz.data import (BERT_SPECIAL_TOKENS, HUB_DATASETS, data_root, data_source, load_corpus, load_tokenizer,
                           train_wordpiece)
+from maskviz.evalsets import (BLIMP_FEATURES, BLIMP_PARADIGMS, GLUE_TASKS, QA_FEATURES, glue_files, load_blimp,
+                              load_glue, load_qa)
 
 datasets.disable_progress_bars()
 

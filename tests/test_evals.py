@@ -10,7 +10,8 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import BertConfig, BertForMaskedLM
 
-from maskviz.data import GLUE_TASKS, train_wordpiece
+from maskviz.data import train_wordpiece
+from maskviz.evalsets import GLUE_TASKS
 from maskviz.evals import (GLUE_METRICS, PLL_VARIANTS, blimp_accuracy, checkpoint_steps, evaluate, evaluate_run, glue_average,
                            glue_finetune, glue_metrics, masked_copies, mlm_eval, pll_scores, suite_evaluator)
 from maskviz.metrics import METRICS, headline

@@ -6,9 +6,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maskviz.data import UPOS_IDS, UPOS_TAGS
-from maskviz.maskers import (POLICIES, MaskedBatch, Masker, Vocab, make_masker, mask_stats, mine_pmi_ngrams, pmi_units,
-                             rank_bins, selectable_positions, word_units)
+from maskviz.corpora import UPOS_IDS, UPOS_TAGS
+from maskviz.analysis import mask_stats, rank_bins
+from maskviz.corpora import mine_pmi_ngrams
+from maskviz.maskers import (POLICIES, MaskedBatch, Masker, Vocab, make_masker, pmi_units, selectable_positions,
+                             word_units)
 
 PAD, UNK, CLS, SEP, MASK = range(5)
 SENTINELS = tuple(range(5, 25))  # 20 sentinel ids, special like T5's <extra_id_N>

@@ -1,4 +1,4 @@
-"maskviz.data: the data root, corpora, tokenizers, spaCy alignment, packing, frequency ranks and the evaluation loaders."
+"maskviz.data, maskviz.corpora and maskviz.evalsets: the data root, loaders, tokenizers, spaCy alignment, packing, frequency ranks and the evaluation sets."
 import gzip, json, os, types
 
 import datasets
@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maskviz import data
+from maskviz import corpora, data
 from maskviz.corpora import (NO_ANNOTATION, SPACY_MODELS, TOKEN_FEATURES, UPOS_IDS, UPOS_TAGS, align_annotations,
                              block_features, find_spacy_model, frequency_ranks, load_spacy, make_blocks, pack_blocks,
                              tokenize_corpus)
@@ -194,8 +194,8 @@ def test_annotation_is_cached_and_spacy_does_not_run_again(wordpiece, monkeypatc
     assert first.column_names == ["input_ids", "word_ids", "pos_ids", "ent_ids"]
     def no_spacy(*args, **kwargs): raise AssertionError("spaCy ran on the second call")
     monkeypatch.setattr(spacy, "load", no_spacy)
-    monkeypatch.setattr(data, "_NLP", {})
-    monkeypatch.setattr(data, "_tokenize_batch", no_spacy)
+    monkeypatch.setattr(corpora, "_NLP", {})
+    monkeypatch.setattr(corpora, "_tokenize_batch", no_spacy)
     again = tokenize_corpus(corpus, wordpiece, annotate=True)
     assert again.cache_files == first.cache_files and again[:] == first[:]
 
@@ -281,7 +281,7 @@ def test_packing_matches_the_contract(rows, block_size):
 @given(tokenized_rows(), st.integers(3, 9), st.integers(1, 4))
 def test_packing_carries_partial_blocks_across_chunks(rows, block_size, chunk_rows):
     ds = Dataset.from_dict(rows, features=TOKEN_FEATURES)
-    chunks = [t.to_pylist() for t in data._pack_chunks(ds, block_size, 1, 2, chunk_rows=chunk_rows)]
+    chunks = [t.to_pylist() for t in corpora._pack_chunks(ds, block_size, 1, 2, chunk_rows=chunk_rows)]
     assert [r for t in chunks for r in t] == reference_pack(rows, block_size)
 
 

@@ -95,13 +95,13 @@ def _is_run(path:Path) -> bool:
 
 def _eval_table(run:Path, suite:str=None) -> pd.DataFrame:
     "The run's headline values by step: BLiMP overall, MLM loss per rate, GLUE headline per task and average."
-    from maskviz.evals import GLUE_METRICS
+    from maskviz.metrics import TASK_METRICS
     df = RunDir(run).frame("evals")
     if df.empty: return df
     if suite: df = df[df.suite == suite]
     blimp = (df.suite == "blimp") & (df.task == "overall")
     mlm = (df.suite == "mlm") & (df.metric == "loss")
-    headline = df.apply(lambda r: GLUE_METRICS.get(r.task, ("",))[0] == r.metric, axis=1)
+    headline = df.apply(lambda r: TASK_METRICS["glue"].get(r.task, ("",))[0] == r.metric, axis=1)
     glue = (df.suite == "glue") & ((df.task == "average") | headline)
     sel = df[blimp | mlm | glue].copy()
     sel["column"] = (sel.suite + " " + sel.task.where(sel.suite != "blimp", sel.metric)

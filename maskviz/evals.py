@@ -23,10 +23,9 @@ from .metrics import TASK_METRICS, headline, task_metrics
 from .records import RunDir
 
 # %% auto #0
-__all__ = ['MLM_HEADS', 'GLUE_METRICS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK', 'SUITES',
-           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average',
-           'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator',
-           'checkpoint_steps', 'evaluate_run']
+__all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK', 'SUITES', 'masked_copies', 'pll_scores',
+           'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune',
+           'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -149,7 +148,6 @@ def blimp_accuracy(pairs:pd.DataFrame, # from `blimp_scores`
     return pd.concat(parts, ignore_index=True)
 
 # %% ../nbs/04_evals.ipynb #c53d1b1d
-GLUE_METRICS = {t: names for t, names in TASK_METRICS["glue"].items() if t != "average"}  # TASK_METRICS' GLUE tasks
 GLUE_AVERAGE_EXCLUDES = ("wnli",)  # left out of the average, as in Ankner et al. (and BERT)
 
 def glue_metrics(task:str, preds, labels) -> dict:
@@ -162,7 +160,8 @@ def glue_average(records:Iterable[dict], # GLUE records (other suites are ignore
     "Mean over tasks of each task's headline metric (averaged over seeds first), WNLI excluded."
     per = {}
     for r in records:
-        if r.get("suite") != "glue" or r["task"] not in GLUE_METRICS or r["task"] in GLUE_AVERAGE_EXCLUDES: continue
+        if r.get("suite") != "glue" or r["task"] in GLUE_AVERAGE_EXCLUDES + ("average",): continue
+        if r["task"] not in TASK_METRICS["glue"]: continue  # a task without metrics (e.g. the diagnostic set)
         if r["metric"] == headline("glue", r["task"]).name: per.setdefault(r["task"], []).append(r["value"])
     if not per: raise ValueError("no GLUE task records to average; run glue_finetune first")
     tasks = sorted(per)

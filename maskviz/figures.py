@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from .analysis import seed_means
 from .corpora import UPOS_TAGS, encode_texts
 from .maskers import MaskedBatch, Vocab, make_masker
+from .metrics import METRICS
 from .schedules import PAPER_SCHEDULES, Schedule, constant, mean_rate, schedule_frame
 
 # %% auto #0
@@ -365,10 +366,8 @@ _BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)  # a
 
 # %% ../nbs/06a_figures.ipynb #c798d08e
 def _bounds(metric:str) -> tuple|None:
-    "The range of a metric: shares in [0, 1], correlations (and the GLUE average, which may hold one) in [-1, 1]."
-    if "accuracy" in metric or metric == "f1": return (0.0, 1.0)
-    if metric in ("mcc", "pearson", "spearman", "headline"): return (-1.0, 1.0)
-    return None  # unbounded
+    "The range a metric's values can take, from `maskviz.metrics.METRICS`; None for an unbounded or unknown one."
+    return METRICS[metric].bounds if metric in METRICS else None
 
 def _value_range(metric:str, values, min_span:float=0.05) -> list|None:
     """A y range for `values` of a bounded metric: their span padded (to at least `min_span`) and kept within the

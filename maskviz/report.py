@@ -15,7 +15,7 @@ import maskviz
 from .analysis import Runs, load_runs, mask_profiles, speedup_to_target, trajectory
 from .corpora import make_blocks
 from .data import load_corpus, load_tokenizer
-from .evals import GLUE_METRICS
+from .metrics import TASK_METRICS
 from .figures import (plot_mask_profiles, plot_rank_bins, plot_schedules, plot_training, plot_trajectories,
                              plot_trajectory_grid, summary_table)
 from .schedules import parse_schedule
@@ -133,7 +133,7 @@ def report_sections(runs:Runs,          # from analysis.load_runs
             out.append(("BLiMP by phenomenon", "", grid))
     if _evaluated(runs, "glue", "average", "headline"):
         curve("GLUE average", "The mean of each task's headline metric (WNLI left out).", "glue", "average", "headline")
-        tasks = [t for t in _tasks(runs, "glue") if t in GLUE_METRICS]
+        tasks = [t for t in _tasks(runs, "glue") if t in TASK_METRICS["glue"] and t != "average"]
         if tasks:
             grid = plot_trajectory_grid(pd.concat([trajectory(runs, "glue", t) for t in tasks]))
             out.append(("GLUE by task", "Each task's headline metric.", grid))

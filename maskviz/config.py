@@ -4,72 +4,20 @@
 
 # %% ../nbs/00a_config.ipynb #e359721b
 from __future__ import annotations
-import dataclasses, difflib, hashlib, json
+import dataclasses, hashlib, json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import yaml
 
+from .checks import (BLOCK_LENGTH, BOOL, NON_NEGATIVE, POSITIVE, RATE, TEXT, Check, check, list_of, mapping,
+                            number, one_of, optional, suggest)
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NON_NEGATIVE', 'RATE', 'BOOL', 'TEXT', 'MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS',
-           'RUN_LOCATION_KEYS', 'Check', 'check', 'is_int', 'is_number', 'optional', 'number', 'one_of', 'list_of',
-           'mapping', 'setting', 'validate', 'PretrainConfig', 'apply_overrides', 'load_config', 'save_config',
-           'compute_settings', 'config_fingerprint', 'config_diff']
-
-# %% ../nbs/00a_config.ipynb #c4d04c89
-@dataclass(frozen=True)
-class Check:
-    "A test of a value, `ok(value) -> bool`, and what the value must be, in words."
-    ok: Callable[[Any], bool]
-    want: str  # completes "x must be ...", e.g. "a positive integer"
-
-    def __call__(self, value) -> bool: return bool(self.ok(value))
-
-def _suggest(value, names:Iterable[str]) -> str:
-    "'; did you mean 'x'?' when `value` is close to one of `names`."
-    close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-def check(name:str,   # the setting's name, as the user wrote it
-          value,      # its value
-          rule:Check, # what it must be
-         ):           # the value, unchanged
-    "`value` if `rule` accepts it, else a ValueError: '{name} must be {rule.want}, got {value!r}'."
-    if not rule(value): raise ValueError(f"{name} must be {rule.want}, got {value!r}")
-    return value
-
-# %% ../nbs/00a_config.ipynb #cb1f68ec
-def is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
-def is_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-POSITIVE = Check(lambda v: is_int(v) and v > 0, "a positive integer")
-NON_NEGATIVE = Check(lambda v: is_int(v) and v >= 0, "a non-negative integer")
-RATE = Check(lambda v: is_number(v) and 0 <= v <= 1, "a masking rate in [0, 1]")
-BOOL = Check(lambda v: isinstance(v, bool), "true or false")
-TEXT = Check(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
-
-def optional(rule:Check, none:str) -> Check:
-    "`rule`, or None, which means `none`."
-    return Check(lambda v: v is None or rule(v), f"{rule.want} or None ({none})")
-
-def number(lo:float=None, hi:float=None, lo_open:bool=False, hi_open:bool=False, want:str=None) -> Check:
-    "A number within the bounds given."
-    ok = lambda v: (is_number(v) and (lo is None or (v > lo if lo_open else v >= lo))
-                    and (hi is None or (v < hi if hi_open else v <= hi)))
-    return Check(ok, want or f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
-
-def one_of(names:Sequence[str]) -> Check:
-    "One of `names`."
-    return Check(lambda v: v in names, f"one of {', '.join(map(str, names))}")
-
-def list_of(item:Check, want:str, nonempty:bool=True) -> Check:
-    "A list (or tuple) whose every item passes `item`."
-    return Check(lambda v: isinstance(v, (list, tuple)) and (bool(v) or not nonempty) and all(map(item, v)), want)
-
-def mapping(want:str) -> Check: return Check(lambda v: isinstance(v, dict), want)
+__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS', 'RUN_LOCATION_KEYS', 'setting', 'validate', 'PretrainConfig',
+           'apply_overrides', 'load_config', 'save_config', 'compute_settings', 'config_fingerprint', 'config_diff']
 
 # %% ../nbs/00a_config.ipynb #d350b4a6
 def _text_value(text:str):
@@ -144,7 +92,7 @@ class PretrainConfig:
     data_dir: str|None = setting(None, optional(TEXT, "$MASKVIZ_DATA, else the hub"))  # the local data root
     tokenizer: str|None = setting(None, optional(TEXT, "train a WordPiece on the corpus"))  # a folder or hub name
     vocab_size: int = setting(30522, POSITIVE)    # the trained WordPiece's vocabulary size
-    block_size: int = setting(128, Check(lambda v: is_int(v) and v >= 3, "an integer of at least 3 ([CLS], a token, [SEP])"))  # noqa: E501
+    block_size: int = setting(128, BLOCK_LENGTH)  # tokens per block, [CLS] and [SEP] included
     # optimisation
     batch_size: int = setting(32, POSITIVE)       # blocks per device per micro-batch
     grad_accum: int = setting(1, POSITIVE)        # micro-batches per optimizer step
@@ -209,7 +157,7 @@ RUN_LOCATION_KEYS = ("output_dir", "data_dir", "workers", "progress_bar")  # whe
 def _unknown(keys:Sequence[str], known:Iterable[str], where:str="") -> ValueError:
     "The error for config keys that are not fields."
     known = sorted(known)
-    hints = "".join(_suggest(k, known) for k in keys[:1])
+    hints = "".join(suggest(k, known) for k in keys[:1])
     return ValueError(f"unknown config key(s) {', '.join(map(repr, keys))}{where}{hints} "
                       f"The keys are: {', '.join(known)}")
 

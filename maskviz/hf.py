@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer
 
-from .config import NON_NEGATIVE, RATE, check
+from .checks import NON_NEGATIVE, RATE, check
 from .maskers import _COLUMNS, ANNOTATIONS, POLICIES, MaskedBatch, Masker
 from .schedules import Schedule, parse_schedule, progress
 

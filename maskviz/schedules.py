@@ -4,12 +4,14 @@
 
 # %% ../nbs/00_schedules.ipynb #54d89f37
 from __future__ import annotations
-import ast, inspect, math
+import ast, inspect
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .checks import FINITE, POSITIVE, RATE, check, integer, number, one_of, suggest
 
 # %% auto #0
 __all__ = ['FAMILIES', 'PAPER_SCHEDULES', 'progress', 'family', 'Schedule', 'constant', 'linear', 'cosine', 'step', 'exponential',
@@ -17,38 +19,23 @@ __all__ = ['FAMILIES', 'PAPER_SCHEDULES', 'progress', 'family', 'Schedule', 'con
            'schedule_frame', 'budget_frame']
 
 # %% ../nbs/00_schedules.ipynb #ea01eded
-def _number(v, name:str) -> float:
-    "`v` as a finite float, or a `ValueError` naming `name`."
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    return float(v)
+_FRACTION = number(0, 1, lo_open=True, hi_open=True, want="a fraction of training in (0, 1)")
 
-def _rate(v, name:str) -> float:
-    "`v` checked to be a masking rate in [0, 1]."
-    v = _number(v, name)
-    if not 0 <= v <= 1: raise ValueError(f"{name} must be a masking rate in [0, 1], got {v!r}")
-    return v
-
-def _fraction(v, name:str) -> float:
-    "`v` checked to be a fraction of the run strictly inside (0, 1)."
-    v = _number(v, name)
-    if not 0 < v < 1: raise ValueError(f"{name} must be a fraction of training in (0, 1), got {v!r}")
-    return v
+def _number(v, name:str) -> float: return float(check(name, v, FINITE))
+def _rate(v, name:str) -> float: return float(check(name, v, RATE))
+def _fraction(v, name:str) -> float: return float(check(name, v, _FRACTION))
 
 # %% ../nbs/00_schedules.ipynb #eca61dc8
 def _total_steps(v) -> int:
     "`v` checked to be a positive whole number of optimizer steps."
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"total_steps must be a positive integer, got {v!r}")
-    return int(v)
+    return int(check("total_steps", v, POSITIVE))
 
 def progress(step:int,        # optimizer steps taken so far
              total_steps:int, # optimizer steps in the whole run
             )->float:         # training progress in [0, 1]
     "Training progress `step / total_steps`, the time axis of every schedule."
     total_steps = _total_steps(total_steps)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step <= total_steps:
-        raise ValueError(f"step must be an integer in [0, total_steps={total_steps}], got {step!r}")
+    check("step", step, integer(0, total_steps, want=f"an integer in [0, total_steps={total_steps}]"))
     return step / total_steps
 
 # %% ../nbs/00_schedules.ipynb #62dc3460
@@ -138,7 +125,8 @@ class Schedule:
 def _construct(name:str, args:Sequence, kwargs:Mapping, context:str) -> Schedule:
     "Call family `name` with `args` and `kwargs`, with errors that name the family and `context`."
     if name not in FAMILIES:
-        raise ValueError(f"unknown schedule family {name!r} {context}; expected one of: {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown schedule family {name!r} {context}; expected one of: {', '.join(FAMILIES)}"
+                         f"{suggest(name, FAMILIES)}")
     constructor = FAMILIES[name]
     params = inspect.signature(constructor).parameters.values()
     form = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
@@ -232,8 +220,8 @@ def cyclic(low:float,              # rate at the start and end of each cycle
     "Rates that cycle between `low` and `high`, `cycles` times over the run."
     low, high, cycles = _rate(low, "low"), _rate(high, "high"), _number(cycles, "cycles")
     if low > high: raise ValueError(f"cyclic needs low <= high, got low={low!r}, high={high!r}; swap them")
-    if cycles <= 0: raise ValueError(f"cycles must be > 0, got {cycles!r}")
-    if shape not in ("triangle", "cosine"): raise ValueError(f'shape must be "triangle" or "cosine", got {shape!r}')
+    check("cycles", cycles, number(0, lo_open=True, want="a number > 0"))
+    check("shape", shape, one_of(("triangle", "cosine")))
     return Schedule("cyclic", (low, high, int(cycles) if cycles.is_integer() else cycles, shape))
 
 # %% ../nbs/00_schedules.ipynb #f5953b29
@@ -319,8 +307,7 @@ def predicted_tokens(schedule:Schedule|str, # a schedule or its spec
                      tokens_per_step:int,   # maskable tokens per optimizer step (batch x length - special tokens)
                     )->float:
     "Expected number of tokens the model is asked to predict over the run."
-    if not isinstance(tokens_per_step, (int, np.integer)) or tokens_per_step < 1:
-        raise ValueError(f"tokens_per_step must be a positive integer, got {tokens_per_step!r}")
+    check("tokens_per_step", tokens_per_step, POSITIVE)
     return mean_rate(schedule, total_steps) * total_steps * tokens_per_step
 
 def matched_constant(schedule:Schedule|str, # a schedule or its spec
@@ -343,8 +330,7 @@ def schedule_frame(schedules,            # a dict {label: schedule}, or a list o
                    total_steps:int=None, # also give optimizer steps for a run of this length
                   )->pd.DataFrame:       # columns: schedule, spec, progress, (step,) mask_rate
     "Schedules sampled over training progress, one row per (schedule, point)."
-    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
-        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    check("points", points, integer(2))
     ps = np.linspace(0, 1, points)
     frames = []
     for label, s in _named(schedules).items():

@@ -109,7 +109,7 @@ def test_paper_schedules_have_the_papers_midpoint(spec):
     ("linear(0.3)", "missing a required argument: 'end'; the form is linear(start, end)"),
     ("cosine(0.3, 0.15, 0.1)", "too many positional arguments; the form is cosine(start, end)"),
     ("step(0.3, 0.15, at=1.0)", "at must be a fraction of training in (0, 1), got 1.0"),
-    ("warmup(linear(0.3, 0.15), 0, 0.1)", "fraction must be a fraction of training in (0, 1), got 0.0"),
+    ("warmup(linear(0.3, 0.15), 0, 0.1)", "fraction must be a fraction of training in (0, 1), got 0"),
     ("constant(-0.1)", "rate must be a masking rate in [0, 1], got -0.1"),
     ("triangle(0.1, 0.3)", "unknown schedule family 'triangle'"),
     ("linear(0.3, 0.15) + 1", "expected a call like 'linear(0.3, 0.15)'"),

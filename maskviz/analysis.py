@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_analysis.ipynb #65f73d4a
 from __future__ import annotations
-import json, math, os
+import json, math, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -15,6 +15,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .checks import POSITIVE, check, integer, number, one_of, optional
 from .config import RUN_LOCATION_KEYS, load_config
 from .corpora import UPOS_TAGS, frequency_ranks
 from .maskers import Vocab, make_masker
@@ -36,7 +37,7 @@ def rank_bins(ranks:np.ndarray,        # int64 rank per token id: 1 = most frequ
     top = max(int(np.max(ranks)), 1) + 1
     if bins is None: return 10 ** np.arange(0, math.ceil(math.log10(top)) + 1)
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        if bins < 1: raise ValueError(f"bins must be a positive number of bins, got {bins}")
+        check("bins", bins, integer(1, want="a positive number of bins"))
         return np.unique(np.round(np.logspace(0, math.log10(top), bins + 1)).astype(np.int64))
     edges = np.asarray(bins, dtype=np.int64)
     if edges.ndim != 1 or len(edges) < 2 or (np.diff(edges) <= 0).any() or edges[0] < 1:
@@ -154,9 +155,8 @@ def zipf_fit(counts,           # count of each token id, in any order; zeros are
     rank, freq = _rank_frequency(counts)
     if len(rank) < 2:
         raise ValueError(f"a Zipf fit needs at least 2 nonzero counts, got {len(rank)}; count more tokens")
+    check("points", points, optional(integer(2), none="every rank"))
     if points is not None:
-        if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
-            raise ValueError(f"points must be an integer >= 2, or None for every rank; got {points!r}")
         keep = _log_spaced(len(rank), points)
         rank, freq = rank[keep], freq[keep]
     slope, intercept = np.polyfit(np.log10(rank), np.log10(freq), 1)
@@ -189,9 +189,7 @@ def _rates(rates) -> list[float]:
     "`rates` as a list of masking rates, each checked."
     rates = [rates] if isinstance(rates, (int, float, np.number)) and not isinstance(rates, bool) else list(rates)
     if not rates: raise ValueError("rates is empty; pass a masking rate such as 0.15, or a list of them")
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not 0 <= r <= 1:
-            raise ValueError(f"each masking rate must be in [0, 1], got {r!r}")
+    for r in rates: check("each masking rate", r, number(0, 1, want="in [0, 1]"))
     return [float(r) for r in rates]
 
 # %% ../nbs/05_analysis.ipynb #3c1d88ee
@@ -203,9 +201,8 @@ def _batches(blocks, max_blocks:int|None, batch_size:int) -> tuple[Callable, int
     if not hasattr(blocks, "with_format") or "input_ids" not in getattr(blocks, "column_names", ()):
         raise ValueError(f"blocks must be a datasets.Dataset of token blocks with input_ids "
                          f"(see maskviz.corpora.make_blocks), got {type(blocks).__name__}")
-    for name, v in (("batch_size", batch_size), ("max_blocks", max_blocks)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check("batch_size", batch_size, POSITIVE)
+    check("max_blocks", max_blocks, optional(POSITIVE, none="every block"))
     n = len(blocks) if max_blocks is None else min(len(blocks), int(max_blocks))
     if n == 0: raise ValueError("blocks is empty; make blocks from a corpus with maskviz.corpora.make_blocks")
     data = blocks.with_format("torch", columns=[c for c in _BLOCK_COLUMNS if c in blocks.column_names])
@@ -304,8 +301,7 @@ def mask_profiles(blocks,                # token blocks (corpora.make_blocks; an
                  )->dict[str, pd.DataFrame]: # "summary", "pos", "rank", "zipf" and "divergence"
     "What each policy masks at each rate, compared with the corpus: POS tags, entities, frequency ranks, Zipf curves."
     maskers, rates = _policy_maskers(policies, tokenizer), _rates(rates)
-    if isinstance(zipf_points, bool) or not isinstance(zipf_points, (int, np.integer)) or zipf_points < 2:
-        raise ValueError(f"zipf_points must be an integer >= 2, got {zipf_points!r}")
+    check("zipf_points", zipf_points, integer(2))
     batches, n_batches = _batches(blocks, max_blocks, batch_size)
     vocab_size = tokenizer.size if isinstance(tokenizer, Vocab) else len(tokenizer)
     ranks = frequency_ranks(blocks, vocab_size) if ranks is None else np.asarray(ranks, dtype=np.int64)
@@ -376,16 +372,20 @@ def _run_folders(runs) -> dict[str, Path]:
         return {str(label): Path(p) for label, p in runs.items()}
     items = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs) if isinstance(runs, Sequence) else []
     if not items: raise ValueError(f"no runs given in {runs!r}; {how}")
-    paths = []
+    paths, skipped = [], []
     for item in items:
         if not isinstance(item, (str, os.PathLike)):
             raise ValueError(f"a run is given by its folder, got {item!r}; {how}")
         p = Path(item)
+        if not p.exists(): raise FileNotFoundError(f"{p} does not exist; {how}")
         if RunDir.is_run(p): paths.append(p)
         elif p.is_dir() and (found := sorted(q for q in p.iterdir() if RunDir.is_run(q))): paths += found
+        elif len(items) > 1: skipped.append(p.name)  # e.g. report.html and the like beside the runs of a shell glob
         else:
             holds = " and holds none" if p.is_dir() else ""
             raise FileNotFoundError(f"{p} is not a run folder (it has no config.json){holds}; {how}")
+    if not paths: raise FileNotFoundError(f"none of {', '.join(map(str, items))} is a run folder; {how}")
+    if skipped: warnings.warn(f"skipped {', '.join(skipped)}: not run folders", stacklevel=3)
     return dict(zip(_unique_labels(paths), paths))
 
 # %% ../nbs/05_analysis.ipynb #64fadc19
@@ -523,7 +523,7 @@ def speedup_to_target(traj:pd.DataFrame,          # one evaluation over training
         if col in traj and traj[col].nunique() > 1:
             raise ValueError(f"traj mixes the {col}s {_listing(traj[col].unique())}; pass one evaluation, "
                              f"trajectory(runs, suite, task, metric)")
-    if by not in ("group", "run"): raise ValueError(f"by must be 'group' or 'run', got {by!r}")
+    check("by", by, one_of(("group", "run")))
     if higher_is_better is None:  # a metric maskviz.metrics does not know (a QA score, say): higher is better
         known = METRICS.get(traj.metric.iloc[0]) if "metric" in traj else None
         higher_is_better = known.higher_is_better if known else True
@@ -554,8 +554,7 @@ def seed_means(df:pd.DataFrame,        # e.g. a `trajectory` frame
         raise ValueError(f"df must be a DataFrame, such as trajectory(...)'s, got {type(df).__name__}")
     if missing := [c for c in [*by, value] if c not in df.columns]:
         raise ValueError(f"df has no column(s) {', '.join(map(repr, missing))}; it has {list(df.columns)}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
+    check("confidence", confidence, number(0, 1, lo_open=True, hi_open=True, want="in (0, 1), e.g. 0.95"))
     out = df.groupby(by, sort=True)[value].agg(mean="mean", std="std", n="count").reset_index()
     with np.errstate(invalid="ignore"):  # t with 0 degrees of freedom: NaN
         half = stats.t.ppf((1 + confidence) / 2, out.n - 1) * out["std"] / np.sqrt(out.n)

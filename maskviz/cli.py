@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 import maskviz
+from .checks import Check, integer, number
 from .config import PretrainConfig, load_config
 from .records import RunDir
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
@@ -30,16 +31,25 @@ def _html_path(path:str) -> Path:
     p = Path(path)
     if p.suffix.lower() not in (".html", ".htm"):
         raise argparse.ArgumentTypeError(f"--out must name an .html file, got {path!r}")
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"--out {path!r} is a folder; name a file in it, e.g. {str(p/'x.html')!r}")
     if not p.parent.is_dir():
         raise argparse.ArgumentTypeError(f"--out folder {str(p.parent)!r} does not exist; create it first")
     return p
 
-def _positive_int(s:str) -> int:
-    "argparse type: a whole number >= 1."
-    try: v = int(s)
-    except ValueError: v = 0
-    if v < 1: raise argparse.ArgumentTypeError(f"expected a positive whole number, got {s!r}")
-    return v
+def _arg(convert:type, rule:Check):
+    "An argparse type: the text converted by `convert` (int or float) and passed by `rule`, else the reason."
+    def parse(s:str):
+        try: v = convert(s)
+        except ValueError: v = None
+        if v is None or not rule(v): raise argparse.ArgumentTypeError(f"expected {rule.want}, got {s!r}")
+        return v
+    parse.__name__ = rule.want
+    return parse
+
+_positive_int = _arg(int, integer(1, want="a positive whole number"))
+_positive_float = _arg(float, number(0, lo_open=True, want="a positive number"))
+_seed = _arg(int, integer(0, 2**32 - 1, want="a seed, a whole number in [0, 2**32 - 1]"))
 
 # %% ../nbs/07_cli.ipynb #cf959ef0
 def schedules_command(args:argparse.Namespace) -> int:
@@ -332,9 +342,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("path", metavar="RUN_OR_CHECKPOINT")
     sp.add_argument("--tasks", nargs="+", metavar="TASK",
                     help="GLUE tasks, e.g. sst2 mrpc rte (default: a run's config, else every task in the data)")
-    sp.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="fine-tuning seeds (default: 0)")
-    sp.add_argument("--epochs", type=float, help="training epochs (default 3)")
-    sp.add_argument("--lr", type=float, help="peak learning rate (default 2e-5)")
+    sp.add_argument("--seeds", type=_seed, nargs="+", metavar="SEED", help="fine-tuning seeds (default: 0)")
+    sp.add_argument("--epochs", type=_positive_float, help="training epochs (default 3)")
+    sp.add_argument("--lr", type=_positive_float, help="peak learning rate (default 2e-5)")
     sp.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (default 32)")
     sp.add_argument("--max-train", type=_positive_int, metavar="N", help="at most N training examples per task")
     sp.add_argument("--max-eval", type=_positive_int, metavar="N", help="at most N dev examples per task")

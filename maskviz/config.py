@@ -195,6 +195,26 @@ def apply_overrides(config:PretrainConfig,    # the config to start from
     return dataclasses.replace(config, **changes)
 
 # %% ../nbs/00a_config.ipynb #a9cf9d0a
+def _read_yaml(path:Path):
+    "A YAML (or JSON) file's content, or a ValueError naming the file, line and column of a syntax error."
+    try: return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e}); "
+                         f"write one 'key: value' per line") from None
+
+def _yaml_numbers(values:dict) -> dict:
+    "Number fields written as text that reads as a number: PyYAML reads `1e-3` (no dot) as a string, YAML 1.1's rule."
+    out = dict(values)
+    for f in fields(PretrainConfig):
+        v = out.get(f.name)
+        if "float" in str(f.type) and isinstance(v, str):
+            try: out[f.name] = float(v)
+            except ValueError: pass  # the field's own check says what is wrong
+    return out
+
 def load_config(path:str|Path|None=None,     # a YAML/JSON file of config fields, a run's config.json or a run folder
                 overrides:Sequence[str]=(),  # command-line style overrides, applied after the file
                )->PretrainConfig:
@@ -206,14 +226,14 @@ def load_config(path:str|Path|None=None,     # a YAML/JSON file of config fields
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; pass a YAML or JSON file of PretrainConfig fields, "
                                     f"or a run folder")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = _read_yaml(path) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path} must hold a mapping of config fields, got {type(values).__name__}")
         if isinstance(values.get("config"), dict):  # a run record's config.json: the run lives where the file is
             values = {**values["config"], "output_dir": str(path.parent)}
         unknown = sorted(set(values) - {f.name for f in fields(PretrainConfig)})
         if unknown: raise _unknown(unknown, (f.name for f in fields(PretrainConfig)), f" in {path}")
-    return apply_overrides(PretrainConfig(**values), overrides)
+    return apply_overrides(PretrainConfig(**_yaml_numbers(values)), overrides)
 
 def save_config(config:PretrainConfig, path:str|Path) -> Path:
     "Write `config` as YAML (`.yaml`/`.yml`) or JSON."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_corpora.ipynb #bcd0798c
 from __future__ import annotations
-import hashlib, importlib.metadata, importlib.util, json, math, os
+import hashlib, importlib.metadata, importlib.util, json, os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
@@ -15,6 +15,8 @@ import torch
 import datasets
 from datasets import Dataset, Features, List, Value
 from tokenizers import Tokenizer
+
+from .checks import BLOCK_LENGTH, FINITE, POSITIVE, check, integer, optional
 
 if TYPE_CHECKING:  # type hints only: importing this module (and the maskers built on it) does not load transformers
     from transformers import PreTrainedTokenizerFast
@@ -142,9 +144,7 @@ def tokenize_corpus(corpus:Dataset,                    # one text per row, colum
     model = find_spacy_model(spacy_model) if annotate else None
     columns = ["input_ids", "word_ids"] + (["pos_ids", "ent_ids"] if annotate else [])
     fp = _fingerprint("tokens-v1", corpus._fingerprint, backend.to_str(), _spacy_version(model) if annotate else None)
-    whole = isinstance(num_proc, (int, np.integer)) and not isinstance(num_proc, bool)
-    if num_proc is not None and not (whole and num_proc >= 1):
-        raise ValueError(f"num_proc must be a positive integer or None, got {num_proc!r}")
+    check("num_proc", num_proc, optional(POSITIVE, none="one process"))
     num_proc = None if num_proc is None else int(num_proc)
     return corpus.map(_tokenize_batch, batched=True, batch_size=batch_size, num_proc=num_proc,
                       remove_columns=corpus.column_names, features=Features({c: TOKEN_FEATURES[c] for c in columns}),
@@ -220,8 +220,7 @@ def pack_blocks(tokenized:Dataset,                 # from `tokenize_corpus`
                 cache_dir:str|Path=None,           # where the cache goes (default: beside the tokenized corpus's cache)
                )->Dataset:                         # the blocks contract above
     "Pack tokenized lines into `[CLS] ... [SEP]` blocks of one length, with word (and POS, entity) ids; cached."
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 3:
-        raise ValueError(f"block_size must be an integer of at least 3 ([CLS], a token, [SEP]), got {block_size!r}")
+    check("block_size", block_size, BLOCK_LENGTH)
     if not isinstance(tokenized, Dataset) or not {"input_ids", "word_ids"} <= set(tokenized.column_names):
         raise ValueError("tokenized must be a Dataset with input_ids and word_ids columns, as tokenize_corpus returns")
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -287,8 +286,7 @@ def encode_texts(texts:str|Sequence[str],          # one text, or a list of text
         raise ValueError(f"texts must be a string or a non-empty list of strings, got {texts!r}")
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no [PAD] token; encode_texts pads rows to the longest")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
-        raise ValueError(f"max_length must be an integer of at least 3 ([CLS], a token, [SEP]), got {max_length!r}")
+    max_length = int(check("max_length", max_length, BLOCK_LENGTH))
     model = find_spacy_model(spacy_model) if annotate else None
     rows = _tokenize_batch({"text": texts}, _backend(tokenizer), model, spacy_batch=64)
     cols = ["input_ids", "word_ids"] + (["pos_ids", "ent_ids"] if annotate else [])
@@ -316,8 +314,7 @@ def frequency_ranks(blocks:Dataset,  # a blocks dataset (or any dataset with inp
                     vocab_size:int,  # the tokenizer's vocabulary size, `len(tokenizer)`
                    )->np.ndarray:    # int64 [vocab_size]: rank 1 = most frequent token id, -1 = never seen
     "The corpus frequency rank of every token id, special tokens excluded."
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive integer (len(tokenizer)), got {vocab_size!r}")
+    check("vocab_size", vocab_size, integer(1, want="a positive integer (len(tokenizer))"))
     counts = np.zeros(vocab_size, np.int64)
     arrow = blocks.with_format("arrow")
     for start in range(0, len(blocks), 10_000):
@@ -375,15 +372,10 @@ def mine_pmi_ngrams(sequences,         # token ids: a blocks dataset (its input_
                     min_pmi:float|None=0.0, # keep n-grams with a PMI above this (0: above chance); None: every PMI
                    )->pd.DataFrame:    # ngram (tuple of ids), n, count, pmi (and text), best first
     "The corpus's n-grams of 2..max_n tokens ranked by PMI (Levine et al., 2021)."
-    if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 2:
-        raise ValueError(f"max_n must be an integer >= 2, got {max_n!r}")
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive integer or None, got {size!r}")
-    finite = isinstance(min_pmi, (int, float)) and not isinstance(min_pmi, bool) and math.isfinite(min_pmi)
-    if min_pmi is not None and not finite:
-        raise ValueError(f"min_pmi must be a finite number or None, got {min_pmi!r}")
+    max_n = int(check("max_n", max_n, integer(2)))
+    check("min_count", min_count, POSITIVE)
+    check("size", size, optional(POSITIVE, none="all that pass the filters"))
+    check("min_pmi", min_pmi, optional(FINITE, none="every PMI"))
     toks = _flat_tokens(sequences, set() if tokenizer is None else _special_ids(tokenizer))
     base = int(toks.max()) + 2
     ids, logp, valid = {}, {}, {}   # n -> per position: n-gram index, log p of the n-gram there, whether it exists

@@ -8,11 +8,12 @@ import gzip, json, os, zlib
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-import numpy as np
 import datasets
 from datasets import Dataset, Features, Value
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from .checks import POSITIVE, check, integer, optional
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'HUB_DATASETS', 'CORPUS_SUFFIXES', 'NAMED_CORPORA', 'BERT_SPECIAL_TOKENS', 'data_root', 'data_source',
@@ -80,10 +81,7 @@ NAMED_CORPORA = {  # name in HUB_DATASETS -> (hub config, {split: file in its lo
 # %% ../nbs/01_data.ipynb #840d843c
 def _positive(v, name:str) -> int|None:
     "`v` checked to be None or a positive whole number."
-    if v is None: return None
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
-    return int(v)
+    return None if check(name, v, optional(POSITIVE, none="no limit")) is None else int(v)
 
 def _local_path(source:str|Path, data_dir:str|Path=None) -> Path|None:
     "`source` as an existing local path (absolute, or relative to the data root), or None for a hub name."
@@ -250,9 +248,9 @@ def train_wordpiece(corpus:Dataset|Iterable[str], # a corpus from `load_corpus`,
                     model_max_length:int=512,      # the longest input the tokenizer will claim to support
                    )->PreTrainedTokenizerFast:     # [CLS] ... [SEP] around each text; ids 0-4 are BERT_SPECIAL_TOKENS
     "Train a BERT-style WordPiece tokenizer on `corpus` and return it as a `transformers` fast tokenizer."
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(BERT_SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must be an integer above {len(BERT_SPECIAL_TOKENS)} (the special tokens), "
-                         f"got {vocab_size!r}")
+    specials = len(BERT_SPECIAL_TOKENS)
+    vocab_size = int(check("vocab_size", vocab_size,
+                           integer(specials + 1, want=f"an integer above {specials} (the special tokens)")))
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

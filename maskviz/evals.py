@@ -14,6 +14,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from .checks import check, integer, one_of, optional
 from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
 from .corpora import make_blocks
 from .data import data_source, load_corpus
@@ -34,8 +35,7 @@ def masked_copies(ids:Sequence[int],        # token ids of one sentence, special
                   variant:str="original",   # one of PLL_VARIANTS
                  )->tuple[torch.Tensor, torch.Tensor]: # [n, L] masked copies and [n] the position each one scores
     "One masked copy per scored token: that token masked, and with `within_word_l2r` the rest of its word too."
-    if variant not in PLL_VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(map(repr, PLL_VARIANTS))}, got {variant!r}")
+    check("variant", variant, one_of(PLL_VARIANTS))
     ids = torch.as_tensor(ids, dtype=torch.long)
     words = torch.tensor([-1 if w is None else w for w in word_ids])
     pos = torch.nonzero(words >= 0).flatten()
@@ -71,8 +71,7 @@ def pll_scores(model,                       # a masked LM (`*ForMaskedLM`); its 
                quiet:bool=False,            # no progress bar
               )->np.ndarray:                # [len(sentences)] float64: summed log-probabilities (natural log)
     "Pseudo-log-likelihood of each sentence, with the masked copies of many sentences batched together."
-    if variant not in PLL_VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(map(repr, PLL_VARIANTS))}, got {variant!r}")
+    check("variant", variant, one_of(PLL_VARIANTS))
     if isinstance(sentences, str):
         raise ValueError("sentences must be a list of strings, got one string; wrap it in a list")
     if not getattr(tokenizer, "is_fast", False):
@@ -117,8 +116,7 @@ def blimp_scores(model,                       # a masked LM
                  quiet:bool=False,            # no progress bar
                 )->pd.DataFrame:              # one row per pair: UID, field, linguistics_term, pair_id, PLLs, correct
     "PLL of both sentences of each BLiMP pair, and whether the good one scores higher."
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive number of pairs per paradigm or None, got {limit!r}")
+    check("limit", limit, optional(integer(1, want="a positive number of pairs per paradigm"), none="all pairs"))
     df = load_blimp(_choose(paradigms, BLIMP_PARADIGMS, "BLiMP paradigm"), data_dir).to_pandas()
     if limit is not None: df = df.groupby("UID", sort=False).head(limit).reset_index(drop=True)
     scores = pll_scores(model, tokenizer, list(df.sentence_good) + list(df.sentence_bad), variant, batch_size, quiet)
@@ -211,8 +209,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer,
                               TrainingArguments, set_seed)
     name = _glue_task(task).name
-    if name not in GLUE_FINETUNE_TASKS:
-        raise ValueError(f"task must be one of {', '.join(GLUE_FINETUNE_TASKS)}, got {task!r}")
+    if name not in GLUE_FINETUNE_TASKS: check("task", task, one_of(GLUE_FINETUNE_TASKS))  # raises, naming task as given
     checkpoint = Path(checkpoint)
     if not (checkpoint/"config.json").exists():
         raise FileNotFoundError(f"no model in {checkpoint}; pass a folder written by model.save_pretrained")
@@ -360,8 +357,7 @@ def suite_evaluator(suites:Sequence[str],     # any of SUITES
     if options.get("blimp_paradigms") is not None:
         _choose(options["blimp_paradigms"], BLIMP_PARADIGMS, "BLiMP paradigm")
     for t in options.get("glue_tasks") or ():
-        if _glue_task(t).name not in GLUE_FINETUNE_TASKS:
-            raise ValueError(f"glue task must be one of {', '.join(GLUE_FINETUNE_TASKS)}, got {t!r}")
+        if _glue_task(t).name not in GLUE_FINETUNE_TASKS: check("glue task", t, one_of(GLUE_FINETUNE_TASKS))
     blocks = {}
     def evaluator(model, tokenizer, step):
         if "mlm" in suites and "mlm" not in blocks:

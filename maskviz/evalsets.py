@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_evalsets.ipynb #92792af4
 from __future__ import annotations
-import difflib, json, re
+import difflib, json, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import datasets
 from datasets import ClassLabel, Dataset, Features, List, Value
 
+from .checks import BOOL, Check, check, is_int, one_of
 from .data import _json_row, _missing, _numbered_lines, data_source
 
 # %% auto #0
@@ -62,31 +63,60 @@ def _choose(names:str|Sequence[str]|None, known:Sequence[str], what:str) -> list
             raise ValueError(f"unknown {what} {n!r}{hint}")
     return names
 
-def _blimp_row(row:dict) -> dict:
-    "A BLiMP row in the hub's schema, with the field spelling fixed."
-    pair_id = int(row["pair_id"] if "pair_id" in row else row["pairID"])
+_WORDS = Check(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")
+_PAIR_ID = Check(lambda v: is_int(v) or (isinstance(v, str) and v.strip().isdigit()), "an integer (the pair's number)")
+
+def _blimp_row(row:dict, where:str) -> dict:
+    "A BLiMP row in the hub's schema, with the field spelling fixed; a bad value is an error naming `where` and field."
+    key = "pair_id" if "pair_id" in row else "pairID"
+    for k in ("sentence_good", "sentence_bad", "field", "linguistics_term", "UID"):
+        check(f"{where}: {k}", row[k], _WORDS)
+    for k in ("simple_LM_method", "one_prefix_method", "two_prefix_method", "lexically_identical"):
+        check(f"{where}: {k}", row[k], BOOL)
+    pair_id = int(check(f"{where}: {key}", row[key], _PAIR_ID))
     row = {k: row[k] for k in BLIMP_FEATURES if k != "pair_id"} | {"pair_id": pair_id}
     row["field"] = BLIMP_FIELD_FIXES.get(row["field"], row["field"])
     return row
 
+def _identical(rows:Sequence[dict], places:Sequence[str], identical:str) -> list[int]:
+    "Indices of the pairs whose two sentences differ; the others are an error, or left out with a warning naming them."
+    same = [i for i, r in enumerate(rows) if r["sentence_good"].strip() == r["sentence_bad"].strip()]
+    if same and identical == "error":
+        i = same[0]
+        raise ValueError(f"{places[i]}: sentence_good and sentence_bad are the same sentence "
+                         f"({rows[i]['sentence_good']!r}), so the pair cannot be scored; fix the file, or pass "
+                         f"identical='skip' to leave such pairs out")
+    if same:
+        shown = "; ".join(places[i] for i in same[:5]) + ("; ..." if len(same) > 5 else "")
+        warnings.warn(f"left out {len(same)} BLiMP pair(s) whose two sentences are the same, which no model can "
+                      f"score: {shown}", stacklevel=3)
+    drop = set(same)
+    return [i for i in range(len(rows)) if i not in drop]
+
 # %% ../nbs/01b_evalsets.ipynb #da21777c
 def load_blimp(paradigms:str|Sequence[str]=None, # paradigm UIDs (see BLIMP_PARADIGMS); None: all 67
                data_dir:str|Path=None,           # a local data folder; overrides $MASKVIZ_DATA
+               identical:str="skip",             # a pair of two equal sentences: "skip" (with a warning) or "error"
               )->Dataset:                        # one row per minimal pair, in the hub's schema
     "BLiMP minimal pairs, from the original jsonl files under the data root or from `nyu-mll/blimp` on the hub."
+    check("identical", identical, one_of(("skip", "error")))
     names, where = _choose(paradigms, BLIMP_PARADIGMS, "BLiMP paradigm"), data_source("blimp", data_dir)
+    rows, places = [], []
     if isinstance(where, str):
-        parts = [datasets.load_dataset(where, n, split="train") for n in names]
-        return datasets.concatenate_datasets(parts).map(_blimp_row, features=BLIMP_FEATURES, desc="Fixing BLiMP fields")
-    rows = []
-    for n in names:
-        path = where/f"{n}.jsonl"
-        if not path.exists():
-            raise _missing(path, data_dir, "; the BLiMP folder should hold all 67 paradigms as <UID>.jsonl")
+        for n in names:
+            for i, row in enumerate(datasets.load_dataset(where, n, split="train")):
+                rows.append(_blimp_row(row, f"{where} {n}, row {i}")); places.append(f"{where} {n}, row {i}")
+    else:
         fields = [k for k in BLIMP_FEATURES if k != "pair_id"] + ["pairID"]
-        for i, line in _numbered_lines(path):
-            if line.strip(): rows.append(_blimp_row(_json_row(path, i, line, fields)))
-    return Dataset.from_list(rows, features=BLIMP_FEATURES)
+        for n in names:
+            path = where/f"{n}.jsonl"
+            if not path.exists():
+                raise _missing(path, data_dir, "; the BLiMP folder should hold all 67 paradigms as <UID>.jsonl")
+            for i, line in _numbered_lines(path):
+                if not line.strip(): continue
+                rows.append(_blimp_row(_json_row(path, i, line, fields), f"{path}, line {i}"))
+                places.append(f"{path.name}, line {i}")
+    return Dataset.from_list([rows[i] for i in _identical(rows, places, identical)], features=BLIMP_FEATURES)
 
 # %% ../nbs/01b_evalsets.ipynb #c44dcc6e
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .analysis import seed_means
+from .checks import check, integer, one_of, optional
 from .corpora import UPOS_TAGS, encode_texts
 from .maskers import MaskedBatch, Vocab, make_masker
 from .metrics import METRICS
@@ -151,9 +152,7 @@ def plot_zipf(zipf:pd.DataFrame, # mask_profiles(...)["zipf"]: policy, rate, ran
               max_points:int=None, # most markers per curve, spread evenly in log rank; None: every point of the profile
              )->go.Figure:
     "Rank-frequency of each policy's masked tokens and of the corpus (log-log), with fitted Zipf lines and exponents."
-    if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer))
-                                   or max_points < 2):
-        raise ValueError(f"max_points must be None or an integer >= 2, got {max_points!r}")
+    check("max_points", max_points, optional(integer(2), none="every point"))
     rate = _pick_rate(zipf, rate, "zipf")
     at = zipf[np.isclose(zipf.rate, rate)]
     names, color = _policies(at, policies), _policy_colors(at)
@@ -207,7 +206,7 @@ def plot_divergence(divergence:pd.DataFrame, # mask_profiles(...)["divergence"]:
                     title:str=None,
                    )->go.Figure:
     "Jensen-Shannon divergence (bits) between what the policies mask and the corpus, pair by pair, as a heatmap."
-    if over not in ("pos", "rank"): raise ValueError(f"over must be 'pos' or 'rank', got {over!r}")
+    check("over", over, one_of(("pos", "rank")))
     rate = _pick_rate(divergence, rate, "divergence")
     d = divergence[np.isclose(divergence.rate, rate)]
     order = list(dict.fromkeys(["corpus", *d.a]))
@@ -468,9 +467,8 @@ def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, 
                  )->go.Figure:
     "A training metric of each run against step, with each run's masking rate on the right axis."
     if metrics.empty: raise ValueError("no metrics: the runs have logged no step yet (see PretrainConfig.log_every)")
-    if y not in metrics:
-        fields = ", ".join(c for c in metrics.columns if c not in ("run", "group"))
-        raise ValueError(f"y must be a metrics.jsonl field, one of {fields}; got {y!r}")
+    fields = [c for c in metrics.columns if c not in ("run", "group")]
+    check("y", y, one_of(fields, want=f"a metrics.jsonl field, one of {', '.join(map(str, fields))}"))
     color = colors_for(metrics.run)
     fig = go.Figure()
     for run, d in metrics.groupby("run", sort=False):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .checks import BOOL, PROBABILITY, check, integer, is_int, number, one_of
 from .corpora import NO_ANNOTATION, UPOS_IDS, UPOS_TAGS
 
 # %% auto #0
@@ -58,9 +59,9 @@ def _check_batch(batch:Mapping, # a mapping of [B, L] integer tensors with at le
 # %% ../nbs/02_maskers.ipynb #ee658953
 def _token_id(v, name:str, size:int) -> int:
     "`v` checked to be a token id below `size`."
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < size:
-        raise ValueError(f"{name} must be a token id in [0, {size}), got {v!r}")
-    return int(v)
+    return int(check(name, v, integer(0, size - 1, want=f"a token id in [0, {size})")))
+
+_TRUE_OR_FALSE = replace(BOOL, want="True or False")  # options are Python arguments: say it as Python writes it
 
 @dataclass(frozen=True)
 class Vocab:
@@ -73,8 +74,7 @@ class Vocab:
     sentinel_ids: tuple = ()          # <extra_id_0>, <extra_id_1>, ... for the "rand" format
 
     def __post_init__(self):
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 2:
-            raise ValueError(f"size must be an integer >= 2 (the number of token ids), got {self.size!r}")
+        check("size", self.size, integer(2, want="an integer >= 2 (the number of token ids)"))
         for name in ("mask_id", "pad_id", "eos_id"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _token_id(getattr(self, name), name, self.size))
@@ -152,7 +152,7 @@ def register_policy(name:str,               # the name `make_masker` knows it by
                     format:str="mlm",       # default format
                    ):
     "Decorator that registers a selection function as the masking policy `name`."
-    if level not in ("token", "span"): raise ValueError(f"level must be 'token' or 'span', got {level!r}")
+    check("level", level, one_of(("token", "span")))
     def register(select):
         POLICIES[name] = Policy(name, select, options, tuple(needs), level, format)
         return select
@@ -165,7 +165,7 @@ class RandomOptions:
     exact: bool = False  # select exactly round(rate * selectable tokens) per row instead of each with probability rate
 
     def __post_init__(self):
-        if not isinstance(self.exact, bool): raise ValueError(f"exact must be True or False, got {self.exact!r}")
+        check("exact", self.exact, _TRUE_OR_FALSE)
 
 # %% ../nbs/02_maskers.ipynb #90b1f29c
 def _uniform(like:torch.Tensor, generator:torch.Generator) -> torch.Tensor:
@@ -207,9 +207,7 @@ FORMATS = ("mlm", "rts", "orig", "rand")
 
 def _prob(v, name:str) -> float:
     "`v` checked to be a probability."
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0 <= v <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
-    return float(v)
+    return float(check(name, v, PROBABILITY))
 
 # %% ../nbs/02_maskers.ipynb #857964fe
 @dataclass(frozen=True, eq=False)
@@ -242,7 +240,7 @@ class Masker:
         object.__setattr__(self, "mask_replace_prob", mrp)
         object.__setattr__(self, "random_replace_prob", rrp)
         fmt = spec.format if self.format is None else self.format
-        if fmt not in FORMATS: raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {fmt!r}")
+        check("format", fmt, one_of(FORMATS))
         object.__setattr__(self, "format", fmt)
         if self.vocab.mask_id is None and (fmt == "orig" or (fmt == "mlm" and mrp > 0)):
             raise ValueError(f"format {fmt!r} replaces tokens by [MASK], but the tokenizer has no mask token; "
@@ -383,11 +381,11 @@ class SpanOptions:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not 0 < self.p <= 1:
-            raise ValueError(f"p must be in (0, 1] (SpanBERT uses 0.2), got {self.p!r}")
-        if isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1:
-            raise ValueError(f"max_len must be a positive integer number of words (SpanBERT uses 10), "
-                             f"got {self.max_len!r}")
+        check("p", self.p, number(0, 1, lo_open=True, want="in (0, 1] (SpanBERT uses 0.2)"))
+        check("max_len", self.max_len, integer(1, want="a positive integer number of words (SpanBERT uses 10)"))
+        # numpy scalars become Python numbers: the options go into the run record's JSON
+        object.__setattr__(self, "p", float(self.p))
+        object.__setattr__(self, "max_len", int(self.max_len))
 
     @property
     def length_probs(self) -> np.ndarray:
@@ -464,10 +462,9 @@ class SalientSpanOptions:
     fallback: str = "random"    # rows without an entity: "random" (random tokens at the rate) or "none"
 
     def __post_init__(self):
-        if not isinstance(self.fill, bool): raise ValueError(f"fill must be True or False, got {self.fill!r}")
-        if self.fallback not in ("random", "none"):
-            raise ValueError(f"fallback must be 'random' (random tokens at the rate) or 'none' (mask nothing), "
-                             f"got {self.fallback!r}")
+        check("fill", self.fill, _TRUE_OR_FALSE)
+        check("fallback", self.fallback,
+              one_of(("random", "none"), want="'random' (random tokens at the rate) or 'none' (mask nothing)"))
 
 @register_policy("salient_span", SalientSpanOptions, needs=("ent_ids",), level="span")
 def select_salient_span(batch, selectable, rate, generator, options):
@@ -498,10 +495,9 @@ class PosOptions:
             if not isinstance(w, Mapping) or not w:
                 raise ValueError(f"weights must be a non-empty {{tag: weight}} dict, e.g. {{'NOUN': 2, 'VERB': 1}}, "
                                  f"got {w!r}")
-            for tag, v in w.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
-                    raise ValueError(f"the weight of {tag!r} must be a finite number >= 0, got {v!r}")
-            object.__setattr__(self, "weights", dict(w))
+            for tag, v in w.items(): check(f"the weight of {tag!r}", v, number(0, want="a finite number >= 0"))
+            # numpy scalars become Python numbers: the options go into the run record's JSON
+            object.__setattr__(self, "weights", {t: int(v) if is_int(v) else float(v) for t, v in w.items()})
             object.__setattr__(self, "tags", tuple(w))
         tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
         for tag in tags:

@@ -85,6 +85,15 @@ class RunDir:
     staging_dir = property(lambda self: self.checkpoints_dir/".staging")  # checkpoints being written
     def records_file(self, name:str) -> Path: return self.path/f"{_record_name(name)}.jsonl"
 
+    def check_writable(self):
+        "A clear error, before anything is written, when the run cannot be written at `path`."
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"output_dir {str(self.path)!r} is a file, not a folder; name a folder for the run")
+        parent = next(p for p in (self.path, *self.path.parents) if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write the run folder {str(self.path)!r}: {str(parent)!r} is not a "
+                                  f"writable folder; choose another output_dir")
+
     @staticmethod
     def is_run(path:str|Path) -> bool:
         "Whether `path` is a run folder (it has a config.json)."
@@ -229,6 +238,7 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[RunDir]:
         "Hold the run's lock file while training; another process that tries gets a clear error."
+        self.check_writable()
         try: import fcntl
         except ImportError: yield self; return  # no advisory locks on this platform
         self.path.mkdir(parents=True, exist_ok=True)

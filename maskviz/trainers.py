@@ -12,6 +12,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PrinterCallback, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import MaskedLMOutput
 
+from .checks import check, one_of
 from .config import PretrainConfig
 from .corpora import make_blocks
 from .data import load_corpus, load_tokenizer, train_wordpiece
@@ -180,8 +181,7 @@ def pretrain(config:PretrainConfig,          # the run's config
             )->Path:                         # RUN_DIR
     "Pretrain a masked language model as `config` says, writing the run record; resumes a killed run."
     run = RunDir(config.output_dir)
-    if config.policy not in POLICIES:  # before anything is written
-        raise ValueError(f"policy must be one of {', '.join(sorted(POLICIES))}, got {config.policy!r}")
+    check("policy", config.policy, one_of(sorted(POLICIES)))  # before anything is written
     args = _training_args(config, run)
     with run.lock() if args.process_index == 0 else contextlib.nullcontext():
         with args.main_process_first(desc="run folder"):  # the main process claims the folder, the others then read it

@@ -176,7 +176,7 @@ def test_profiles_without_annotations():
     (dict(policies={"x": 5}), "policy 'x' must be a name"),
     (dict(policies=["random"], rates=[0.1, 2.0]), "each masking rate must be in [0, 1], got 2.0"),
     (dict(policies=["random"], batch_size=0), "batch_size must be a positive integer, got 0"),
-    (dict(policies=["random"], max_blocks=0), "max_blocks must be a positive integer, got 0"),
+    (dict(policies=["random"], max_blocks=0), "max_blocks must be a positive integer or None (every block), got 0"),
     (dict(policies=["random"], zipf_points=1), "zipf_points must be an integer >= 2"),
     (dict(policies=["random"], ranks=np.ones(5)), "ranks must give the rank of each of the 80 token ids"),
 ])
@@ -307,7 +307,7 @@ def test_load_runs_missing_records_and_errors(tmp_path):
     assert list(runs.metrics.columns) == ["run", "group", *METRIC_COLUMNS]
     assert list(runs.evals.columns) == ["run", "group", *EVAL_COLUMNS]
     assert runs.configs.last_step.tolist() == [0]
-    with pytest.raises(FileNotFoundError, match="nowhere is not a run folder"): load_runs(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"): load_runs(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty is not a run folder .* and holds none"): load_runs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="run 'x': .* is not a run folder"): load_runs({"x": tmp_path / "empty"})
@@ -413,7 +413,7 @@ def test_speedup_bad_input():
     with pytest.raises(ValueError, match="traj mixes the metrics"): speedup_to_target(pd.concat([traj, traj.assign(metric="f1")]), "linear")
     with pytest.raises(ValueError, match="traj must be a trajectory frame"): speedup_to_target(traj[["step", "value"]], "linear")
     with pytest.raises(ValueError, match="traj is empty"): speedup_to_target(traj.iloc[:0], "linear")
-    with pytest.raises(ValueError, match="by must be 'group' or 'run'"): speedup_to_target(traj, "linear", by="seed")
+    with pytest.raises(ValueError, match="by must be one of group, run, got 'seed'"): speedup_to_target(traj, "linear", by="seed")
 
 
 # --- seed_means ----------------------------------------------------------------------------------------------------

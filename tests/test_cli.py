@@ -138,7 +138,8 @@ def test_report_is_one_page_that_draws_offline(tiny_run, browser):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["report", "{work}/nothing-here"], "is not a run folder"),
+    (["report", "{work}/nothing-here"], "nothing-here does not exist"),
+    (["report", "{work}/run/tokenizer"], "tokenizer is not a run folder"),
     (["report", "{work}/run", "--out", "{work}/report.pdf"], "--out must name an .html file"),
 ])
 def test_report_errors(tiny_run, args, message):

@@ -506,7 +506,7 @@ def test_mine_pmi_ngrams(tokenizer):
     want = math.log(bi[(a, b)] / sum(bi.values())) - math.log(uni[a] / uni.sum()) - math.log(uni[b] / uni.sum())
     assert abs(row.pmi - want) < 1e-9
     with pytest.raises(ValueError, match="max_n must be an integer >= 2"): mine_pmi_ngrams(seqs, max_n=1)
-    with pytest.raises(ValueError, match="min_pmi must be a finite number or None, got 'high'"): mine_pmi_ngrams(seqs, min_pmi="high")
+    with pytest.raises(ValueError, match=r"min_pmi must be a finite number or None \(every PMI\), got 'high'"): mine_pmi_ngrams(seqs, min_pmi="high")
     assert (df.pmi > 0).all()
     everything = mine_pmi_ngrams(seqs, tokenizer, max_n=4, min_count=5, min_pmi=None)
     assert len(everything) >= len(df) and everything[everything.pmi > 0].ngram.tolist() == df.ngram.tolist()

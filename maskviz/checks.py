@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NON_NEGATIVE', 'FINITE', 'RATE', 'PROBABILITY', 'BOOL', 'TEXT', 'BLOCK_LENGTH', 'Check', 'suggest',
-           'check', 'is_int', 'is_number', 'optional', 'number', 'integer', 'one_of', 'list_of', 'mapping']
+__all__ = ['POSITIVE', 'NON_NEGATIVE', 'FINITE', 'RATE', 'PROBABILITY', 'BOOL', 'TEXT', 'BLOCK_LENGTH', 'SEED', 'Check',
+           'suggest', 'check', 'is_int', 'is_number', 'optional', 'number', 'integer', 'one_of', 'list_of', 'mapping']
 
 # %% ../nbs/00_checks.ipynb #919d72dc
 @dataclass(frozen=True)
@@ -78,3 +78,4 @@ def list_of(item:Check, want:str, nonempty:bool=True) -> Check:
 def mapping(want:str) -> Check: return Check(lambda v: isinstance(v, dict), want)
 
 BLOCK_LENGTH = integer(3, want="an integer of at least 3 ([CLS], a token, [SEP])")  # a block or a tokenized sentence
+SEED = integer(0, 2**32 - 1, want="a seed, an integer in [0, 2**32 - 1]")  # what numpy's and torch's seeding take

@@ -10,15 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 import maskviz
-from .checks import Check, integer, number
+from .checks import SEED, Check, integer, number
 from .config import PretrainConfig, load_config
 from .records import RunDir
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 
 # %% auto #0
-__all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_CORPUS', 'schedules_command', 'pretrain_command',
-           'eval_blimp_command', 'finetune_glue_command', 'demo_configs', 'demo_summary', 'run_demo', 'demo_command',
-           'report_command', 'parser', 'main']
+__all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_CORPUS', 'DEMO_HUB_CORPUS', 'OFFLINE_HINT', 'schedules_command',
+           'pretrain_command', 'eval_blimp_command', 'finetune_glue_command', 'demo_corpus', 'hub_reachable',
+           'demo_configs', 'demo_summary', 'run_demo', 'demo_command', 'report_command', 'parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #6a3ca9d0
 def _schedule(spec:str):
@@ -49,7 +49,7 @@ def _arg(convert:type, rule:Check):
 
 _positive_int = _arg(int, integer(1, want="a positive whole number"))
 _positive_float = _arg(float, number(0, lo_open=True, want="a positive number"))
-_seed = _arg(int, integer(0, 2**32 - 1, want="a seed, a whole number in [0, 2**32 - 1]"))
+_seed = _arg(int, SEED)
 
 # %% ../nbs/07_cli.ipynb #cf959ef0
 def schedules_command(args:argparse.Namespace) -> int:
@@ -188,6 +188,26 @@ DEMO_BLIMP = (  # one paradigm per phenomenon
 )
 DEMO_GLUE = ("sst2", "mrpc")
 DEMO_CORPUS = "corpus/enwiki_2015_wikiextractor"  # under the data root
+DEMO_HUB_CORPUS = "wikitext-103"  # Wikipedia text on the hub (Salesforce/wikitext), when there is no data root
+OFFLINE_HINT = ("this machine cannot reach the HuggingFace hub: set MASKVIZ_DATA to a local data folder laid out as "
+                "blimp/, glue/, wikitext-2-raw/, corpus/enwiki_2015_wikiextractor/ (see the maskviz.data docs), "
+                "or check the connection")
+
+def demo_corpus(data_dir:str|Path=None) -> str:
+    "The demo's pretraining corpus: the local English Wikipedia under a data root, else WikiText-103 from the hub."
+    return DEMO_CORPUS if (data_dir or os.environ.get("MASKVIZ_DATA")) else DEMO_HUB_CORPUS
+
+def hub_reachable(timeout:float=3.0) -> bool:
+    "Whether the HuggingFace hub answers within `timeout` seconds (False in HF_HUB_OFFLINE/HF_DATASETS_OFFLINE mode)."
+    offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in offline):
+        return False
+    import socket
+    from urllib.parse import urlparse
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try: socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError: return False
+    return True
 
 def demo_configs(out:str|Path="maskviz-demo",   # the demo's folder: one run folder per schedule, and the tokenizer
                  steps:int=300,                  # optimizer steps per run
@@ -200,7 +220,7 @@ def demo_configs(out:str|Path="maskviz-demo",   # the demo's folder: one run fol
                 )->dict:                         # run name -> PretrainConfig
     "The demo's three run configs: the same tiny model, data and evaluations, one schedule each."
     out = Path(out)
-    common = dict(model="tiny", corpus=DEMO_CORPUS, max_lines=max_lines, tokenizer=str(out/"tokenizer"),
+    common = dict(model="tiny", corpus=demo_corpus(data_dir), max_lines=max_lines, tokenizer=str(out/"tokenizer"),
                   vocab_size=8192, block_size=128, batch_size=32, steps=steps, lr=1e-3, warmup=0.06, log_every=10,
                   save_every=eval_every, eval_every=eval_every, eval_suites=["blimp", "mlm", "glue"],
                   eval_blimp_paradigms=list(DEMO_BLIMP), eval_blimp_limit=blimp_limit, eval_corpus="wikitext-2",
@@ -253,6 +273,8 @@ def run_demo(out:str|Path="maskviz-demo", quiet:bool=False, **options) -> dict:
 
 def demo_command(args:argparse.Namespace) -> int:
     "Run `maskviz demo`."
+    if not os.environ.get("MASKVIZ_DATA") and not hub_reachable():
+        raise ConnectionError("no local data root is set (MASKVIZ_DATA) and the demo's data would come from the hub")
     t = time.perf_counter()
     runs = run_demo(args.out, steps=args.steps, eval_every=args.eval_every)
     summary = demo_summary(runs)
@@ -392,8 +414,10 @@ def main(argv:list[str]|None=None, # arguments after `maskviz`; None reads sys.a
     top = parser()
     args = top.parse_args(argv)
     try: return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # a user's mistake or machine: one line (MASKVIZ_DEBUG=1 for the traceback)
         if os.environ.get("MASKVIZ_DEBUG"): raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, ConnectionError):  # what datasets and huggingface_hub raise for a hub they cannot reach
+            message += f"; {OFFLINE_HINT}"
         print(f"maskviz {args.command}: error: {message}", file=sys.stderr)
         return 2

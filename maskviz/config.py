@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
-from .checks import (BLOCK_LENGTH, BOOL, NON_NEGATIVE, POSITIVE, RATE, TEXT, Check, check, list_of, mapping,
+from .checks import (BLOCK_LENGTH, BOOL, NON_NEGATIVE, POSITIVE, RATE, SEED, TEXT, Check, check, list_of, mapping,
                             number, one_of, optional, suggest)
 from .schedules import parse_schedule
 
@@ -118,11 +118,11 @@ class PretrainConfig:
     eval_split: str = setting("validation", TEXT)    # its split
     eval_max_lines: int|None = setting(2000, _ALL)   # lines of it read; None: all
     eval_glue_tasks: list[str]|None = setting(None, _NAMES, many=True)  # GLUE tasks; None: every task in the data
-    eval_glue_seeds: list[int] = setting([0], list_of(NON_NEGATIVE, "a non-empty list of seeds, e.g. [0, 1]"))
+    eval_glue_seeds: list[int] = setting([0], list_of(SEED, "a non-empty list of seeds in [0, 2**32 - 1], e.g. [0, 1]"))
     eval_glue_options: dict = setting({}, mapping('a mapping of glue_finetune arguments, e.g. {"epochs": 1}'))  # more
     output_dir: str = setting("runs/run", TEXT)      # RUN_DIR
     # machine
-    seed: int = setting(0, NON_NEGATIVE)
+    seed: int = setting(0, SEED)
     bf16: bool = setting(False, BOOL)       # bf16 autocast (GPU)
     compile: bool = setting(False, BOOL)    # torch.compile the model
     workers: int = setting(0, NON_NEGATIVE)  # DataLoader worker processes

@@ -26,6 +26,7 @@ HUB_DATASETS = {  # dataset -> (HuggingFace hub id, folder under a local data ro
     "blimp": ("nyu-mll/blimp", "blimp"),
     "glue": ("nyu-mll/glue", "glue"),
     "wikitext-2": ("Salesforce/wikitext", "wikitext-2-raw"),
+    "wikitext-103": ("Salesforce/wikitext", "wikitext-103-raw"),  # Wikipedia text: the demo's corpus from the hub
     "webquestions": ("stanfordnlp/web_questions", "qa/webquestions"),
     "ropes": ("allenai/ropes", "qa/ropes"),
 }
@@ -76,6 +77,8 @@ CORPUS_SUFFIXES = (".txt", ".txt.gz", ".raw", ".jsonl", ".jsonl.gz")  # the file
 NAMED_CORPORA = {  # name in HUB_DATASETS -> (hub config, {split: file in its local folder})
     "wikitext-2": ("wikitext-2-raw-v1",
                    {"train": "wiki.train.raw", "validation": "wiki.valid.raw", "test": "wiki.test.raw"}),
+    "wikitext-103": ("wikitext-103-raw-v1",
+                     {"train": "wiki.train.raw", "validation": "wiki.valid.raw", "test": "wiki.test.raw"}),
 }
 
 # %% ../nbs/01_data.ipynb #840d843c

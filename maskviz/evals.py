@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from .checks import check, integer, one_of, optional
+from .checks import BLOCK_LENGTH, POSITIVE, SEED, check, integer, number, one_of, optional, suggest
 from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
 from .corpora import make_blocks
 from .data import data_source, load_corpus
@@ -24,9 +24,10 @@ from .metrics import TASK_METRICS, headline, task_metrics
 from .records import RunDir
 
 # %% auto #0
-__all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'MLM_MASK_CHUNK', 'SUITES', 'masked_copies', 'pll_scores',
-           'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average', 'glue_tasks_present', 'glue_finetune',
-           'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
+__all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK', 'SUITES',
+           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average',
+           'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator',
+           'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -81,10 +82,17 @@ def pll_scores(model,                       # a masked LM (`*ForMaskedLM`); its 
         raise ValueError("the tokenizer has no mask token; PLL needs a masked LM's tokenizer")
     enc = tokenizer(list(sentences))
     order = sorted(range(len(sentences)), key=lambda i: len(enc["input_ids"][i]))
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if order and isinstance(limit, int) and len(enc["input_ids"][order[-1]]) > limit:
+        raise ValueError(f"sentences[{order[-1]}] is {len(enc['input_ids'][order[-1]])} tokens long, more than the "
+                         f"model's {limit} positions; PLL scores whole sentences: leave it out or use a longer model")
     rows, owner, target, gold = [], [], [], []
     for i in order:
         ids = enc["input_ids"][i]
         copies, pos = masked_copies(ids, enc.word_ids(i), tokenizer.mask_token_id, variant)
+        if not len(pos):
+            raise ValueError(f"sentences[{i}] = {sentences[i]!r} has no token to score; an empty sentence's "
+                             f"pseudo-log-likelihood would be 0, above any real sentence's: leave it out")
         rows += list(copies); owner += [i] * len(pos); target += pos.tolist(); gold += [ids[p] for p in pos.tolist()]
     scores = np.zeros(len(sentences))
     device, was_training = _device(model), model.training
@@ -187,6 +195,19 @@ def glue_tasks_present(data_dir:str|Path=None) -> list[str]:
     if isinstance(data_source("glue", data_dir), str): return list(GLUE_FINETUNE_TASKS)
     return [t for t in GLUE_FINETUNE_TASKS if {"train", _eval_split(t)} <= set(glue_files(t, data_dir))]
 
+GLUE_OPTIONS = {  # glue_finetune's tuning arguments and what each must be
+    "seed": SEED, "epochs": number(0, lo_open=True, want="a positive number of epochs"),
+    "lr": number(0, lo_open=True, want="a positive learning rate"), "batch_size": POSITIVE,
+    "max_length": BLOCK_LENGTH, "max_train": optional(POSITIVE, "all"), "max_eval": optional(POSITIVE, "all")}
+
+def _check_glue_options(options:dict, allowed:Sequence[str]=tuple(GLUE_OPTIONS)) -> dict:
+    "`options` checked: each name one of `allowed` (with a did-you-mean), each value by its GLUE_OPTIONS rule."
+    for k, v in options.items():
+        if k not in allowed:
+            raise ValueError(f"unknown GLUE option {k!r}{suggest(k, allowed)} (the options: {', '.join(allowed)})")
+        check(k, v, GLUE_OPTIONS[k])
+    return options
+
 def _subset(ds:Dataset, n:int|None) -> Dataset:
     "At most `n` rows, a random subset fixed by seed 0 (the same for every fine-tuning seed)."
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=0).select(range(n))
@@ -210,6 +231,8 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
                               TrainingArguments, set_seed)
     name = _glue_task(task).name
     if name not in GLUE_FINETUNE_TASKS: check("task", task, one_of(GLUE_FINETUNE_TASKS))  # raises, naming task as given
+    _check_glue_options(dict(seed=seed, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                             max_train=max_train, max_eval=max_eval))
     checkpoint = Path(checkpoint)
     if not (checkpoint/"config.json").exists():
         raise FileNotFoundError(f"no model in {checkpoint}; pass a folder written by model.save_pretrained")
@@ -353,12 +376,33 @@ def suite_evaluator(suites:Sequence[str],     # any of SUITES
     suites = _suites(suites)
     if "mlm" in suites and mlm_corpus is None:
         raise ValueError("the mlm suite needs mlm_corpus=, held-out text from data.load_corpus")
-    # bad names fail now, not at the first evaluation
-    if options.get("blimp_paradigms") is not None:
-        _choose(options["blimp_paradigms"], BLIMP_PARADIGMS, "BLiMP paradigm")
+    # pre-flight: bad names, options and data files fail now, not at the first evaluation after training
+    data_dir = options.get("data_dir")
     for t in options.get("glue_tasks") or ():
         if _glue_task(t).name not in GLUE_FINETUNE_TASKS: check("glue task", t, one_of(GLUE_FINETUNE_TASKS))
+    _check_glue_options(options.get("glue_options") or {}, [k for k in GLUE_OPTIONS if k != "seed"])
+    for s in options.get("glue_seeds") or (): check("glue seed", s, SEED)
+    sentences = []
+    if "blimp" in suites:
+        pairs = load_blimp(_choose(options.get("blimp_paradigms"), BLIMP_PARADIGMS, "BLiMP paradigm"), data_dir)
+        if options.get("blimp_limit") is not None:
+            pairs = pairs.to_pandas().groupby("UID", sort=False).head(options["blimp_limit"])
+        sentences = list(pairs["sentence_good"]) + list(pairs["sentence_bad"])
+    if "glue" in suites:
+        for t in options.get("glue_tasks") or glue_tasks_present(data_dir):
+            for split in ("train", _eval_split(_glue_task(t).name)): load_glue(t, split, data_dir)  # labels checked
     blocks = {}
+
+    def preflight(tokenizer, max_positions:int):
+        "Before training: every BLiMP sentence fits the model's `max_positions` once tokenized."
+        if not sentences: return
+        lengths = [len(ids) for ids in tokenizer(sentences)["input_ids"]]
+        longest = max(range(len(lengths)), key=lengths.__getitem__)
+        if lengths[longest] > max_positions:
+            raise ValueError(f"the BLiMP sentence {sentences[longest]!r} is {lengths[longest]} tokens long, more than "
+                             f"the model's {max_positions} positions (block_size); PLL scores whole sentences, so "
+                             f"raise block_size to at least {max(lengths)}")
+
     def evaluator(model, tokenizer, step):
         if "mlm" in suites and "mlm" not in blocks:
             size = min(block_size, getattr(model.config, "max_position_embeddings", block_size))
@@ -368,6 +412,7 @@ def suite_evaluator(suites:Sequence[str],     # any of SUITES
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
             return evaluate(model, tokenizer, suites, checkpoint=tmp, **kw)
+    evaluator.preflight = preflight
     return evaluator
 
 def run_evaluator(config,                    # a trainers.PretrainConfig (its eval_* fields)

@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import datasets
 from datasets import ClassLabel, Dataset, Features, List, Value
 
-from .checks import BOOL, Check, check, is_int, one_of
+from .checks import BOOL, Check, check, is_int, one_of, suggest
 from .data import _json_row, _missing, _numbered_lines, data_source
 
 # %% auto #0
@@ -172,11 +172,16 @@ def _glue_task(task:str) -> GlueTask:
     by_folder = {re.sub(r"[^a-z0-9]", "", t.folder.lower()): t for t in GLUE_TASKS.values()}
     if key in GLUE_TASKS: return GLUE_TASKS[key]
     if key in by_folder: return by_folder[key]
-    raise ValueError(f"unknown GLUE task {task!r}; expected one of: {', '.join(GLUE_TASKS)}")
+    raise ValueError(f"unknown GLUE task {task!r}{suggest(str(task).lower(), GLUE_TASKS)} "
+                     f"(expected one of: {', '.join(GLUE_TASKS)})")
 
 def _glue_label(task:GlueTask, value:str|None, where:str) -> int|float:
-    "A label as the hub stores it: a class index, STS-B's float, or -1 for none."
-    if value is None or value == "": return -1.0 if task.label_names is None else -1
+    "A label as the hub stores it: a class index, STS-B's float, or -1 for a file without labels (value None)."
+    if value is None: return -1.0 if task.label_names is None else -1
+    if not str(value).strip():  # a label column with a blank cell: a row that would train on a made-up label
+        want = "a number" if task.label_names is None else f"one of {', '.join(task.label_names)}"
+        raise ValueError(f"{where}: the label is empty; each row of a labelled split needs {want}")
+    value = str(value).strip()
     if task.label_names is None:
         try: return float(value)
         except ValueError: raise ValueError(f"{where}: label {value!r} is not a number") from None
@@ -192,7 +197,7 @@ def _glue_rows(task:GlueTask, path:Path) -> list[dict]:
         for n, line in _numbered_lines(path):
             if not line.strip(): continue
             row = _json_row(path, n, line, [c for c, _ in task.inputs])
-            label = _glue_label(task, row.get("label"), f"{path}, line {n}")
+            label = _glue_label(task, "" if row.get("label", 0) is None else row.get("label"), f"{path}, line {n}")
             rows.append({**{c: row[c] for c, _ in task.inputs}, "label": label, "idx": len(rows)})
         return rows
     lines = _numbered_lines(path)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checks import BOOL, PROBABILITY, check, integer, is_int, number, one_of
+from .checks import BOOL, PROBABILITY, check, integer, is_int, number, one_of, suggest
 from .corpora import NO_ANNOTATION, UPOS_IDS, UPOS_TAGS
 
 # %% auto #0
@@ -62,6 +62,23 @@ def _token_id(v, name:str, size:int) -> int:
     return int(check(name, v, integer(0, size - 1, want=f"a token id in [0, {size})")))
 
 _TRUE_OR_FALSE = replace(BOOL, want="True or False")  # options are Python arguments: say it as Python writes it
+
+def _policy(name:str) -> Policy:
+    "The registered policy `name`, or a ValueError with the nearest name and the list."
+    if name not in POLICIES:
+        raise ValueError(f"unknown masking policy {name!r}{suggest(name, POLICIES)} "
+                         f"(expected one of: {', '.join(POLICIES)})")
+    return POLICIES[name]
+
+def _check_ids(ids:torch.Tensor, size:int):
+    "A ValueError naming the first id outside [0, size) and where it is; a negative id would index from the end."
+    if not ids.numel(): return
+    lo, hi = (int(v) for v in torch.aminmax(ids))  # one pass, one sync
+    if 0 <= lo and hi < size: return
+    bad = lo if lo < 0 else hi
+    row, col = (ids == bad).nonzero()[0].tolist()
+    raise ValueError(f"batch['input_ids'] holds the token id {bad} (row {row}, position {col}), outside this masker's "
+                     f"vocabulary [0, {size}); make the masker with the tokenizer that made the batch")
 
 @dataclass(frozen=True)
 class Vocab:
@@ -222,9 +239,7 @@ class Masker:
     _cache: dict = field(default_factory=dict, init=False, repr=False)  # vocabulary tensors per device
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown masking policy {self.policy!r}; expected one of: {', '.join(POLICIES)}")
-        spec = POLICIES[self.policy]
+        spec = _policy(self.policy)
         if not isinstance(self.vocab, Vocab):
             raise ValueError(f"vocab must be a Vocab, got {type(self.vocab).__name__}; "
                              f"use Vocab.from_tokenizer(tokenizer)")
@@ -286,12 +301,9 @@ class Masker:
         ids = batch["input_ids"]
         rate = _prob(rate, "rate")
         _check_generator(generator, ids.device)
+        _check_ids(ids, self.vocab.size)
         t = self._tensors(ids.device)
-        try: selectable = selectable_positions(batch, t["is_special"])
-        except IndexError:  # on the CPU an id outside the vocabulary surfaces here
-            raise ValueError(f"batch['input_ids'] holds ids outside this masker's vocabulary of {self.vocab.size} "
-                             f"(largest: {int(ids.max())}); make the masker with the tokenizer that made the batch"
-                             ) from None
+        selectable = selectable_positions(batch, t["is_special"])
         out = spec.select(batch, selectable, rate, generator, self.options)
         mask, fallback = out if isinstance(out, tuple) else (out, None)
         mask = mask & selectable
@@ -331,8 +343,7 @@ def make_masker(name:str,      # a registered policy: "random", "rts", "whole_wo
                 **options,     # the masker's (mask_replace_prob, random_replace_prob, format) and the policy's settings
                )->Masker:
     "A masker for the policy `name` with the given options, checked now rather than at the first batch."
-    if name not in POLICIES:
-        raise ValueError(f"unknown masking policy {name!r}; expected one of: {', '.join(POLICIES)}")
+    _policy(name)
     vocab = tokenizer if isinstance(tokenizer, Vocab) else Vocab.from_tokenizer(tokenizer)
     if sentinel_ids is not None: vocab = replace(vocab, sentinel_ids=tuple(sentinel_ids))
     own = {f.name for f in fields(Masker) if f.init} - {"policy", "vocab", "options"}

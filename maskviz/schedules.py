@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_schedules.ipynb #54d89f37
 from __future__ import annotations
-import ast, inspect
+import ast, inspect, itertools
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -14,9 +14,9 @@ import pandas as pd
 from .checks import FINITE, POSITIVE, RATE, check, integer, number, one_of, suggest
 
 # %% auto #0
-__all__ = ['FAMILIES', 'PAPER_SCHEDULES', 'progress', 'family', 'Schedule', 'constant', 'linear', 'cosine', 'step', 'exponential',
-           'piecewise', 'cyclic', 'warmup', 'parse_schedule', 'mean_rate', 'predicted_tokens', 'matched_constant',
-           'schedule_frame', 'budget_frame']
+__all__ = ['FAMILIES', 'MAX_SPEC_LENGTH', 'MAX_SPEC_DEPTH', 'PAPER_SCHEDULES', 'progress', 'family', 'Schedule', 'constant',
+           'linear', 'cosine', 'step', 'exponential', 'piecewise', 'cyclic', 'warmup', 'parse_schedule', 'mean_rate',
+           'predicted_tokens', 'matched_constant', 'schedule_frame', 'budget_frame']
 
 # %% ../nbs/00_schedules.ipynb #ea01eded
 _FRACTION = number(0, 1, lo_open=True, hi_open=True, want="a fraction of training in (0, 1)")
@@ -226,9 +226,10 @@ def cyclic(low:float,              # rate at the start and end of each cycle
 
 # %% ../nbs/00_schedules.ipynb #f5953b29
 def _warmup_rates(p, schedule, fraction, start_rate):
-    ramp = start_rate + (schedule(0.0) - start_rate) * np.minimum(p / fraction, 1)
-    rest = schedule.rates(np.clip((p - fraction) / (1 - fraction), 0, 1))
-    return np.where(p < fraction, ramp, rest)
+    # one call of the inner schedule for its start and the rest: nested warm-ups cost linear, not exponential, time
+    inner = schedule.rates(np.concatenate([[0.0], np.clip((p - fraction) / (1 - fraction), 0, 1).ravel()]))
+    ramp = start_rate + (inner[0] - start_rate) * np.minimum(p / fraction, 1)
+    return np.where(p < fraction, ramp, inner[1:].reshape(np.shape(p)))
 
 @family(_warmup_rates)
 def warmup(schedule:Schedule, # the schedule that follows the warm-up
@@ -261,12 +262,21 @@ def _call(node:ast.AST, spec:str) -> Schedule:
     return _construct(node.func.id, args, kwargs, context=f"in spec {spec!r}")
 
 # %% ../nbs/00_schedules.ipynb #1fd3a10e
+MAX_SPEC_LENGTH, MAX_SPEC_DEPTH = 1000, 8  # a spec longer or more deeply nested is refused before it is parsed
+
 def parse_schedule(spec:str, # e.g. "linear(0.3, 0.15)" or "warmup(cosine(0.3, 0.15), 0.1, 0.0)"
                   )->Schedule:
     "The schedule written as `spec` (a `Schedule` passes through); `str(schedule)` writes the spec back."
     if isinstance(spec, Schedule): return spec
     if not isinstance(spec, str):
         raise ValueError(f"a schedule spec is a string like 'linear(0.3, 0.15)', got {spec!r}")
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise ValueError(f"a schedule spec of {len(spec)} characters ({spec[:40]!r}...); "
+                         f"at most {MAX_SPEC_LENGTH} are read")
+    depth = max(itertools.accumulate((c == "(") - (c == ")") for c in spec), default=0)
+    if depth > MAX_SPEC_DEPTH:
+        raise ValueError(f"schedule spec {spec[:60] + ('...' if len(spec) > 60 else '')!r} nests {depth} calls deep; "
+                         f"at most {MAX_SPEC_DEPTH} (e.g. warmup(linear(0.3, 0.15), 0.1, 0.0) nests 2)")
     try: tree = ast.parse(spec.strip(), mode="eval")
     except SyntaxError:
         raise ValueError(f"malformed schedule spec {spec!r}: expected a call like 'linear(0.3, 0.15)'") from None

@@ -98,8 +98,18 @@ def _versions() -> dict:
 def _tokenizer(config:PretrainConfig, corpus, run:RunDir):
     "The run's tokenizer: the saved one when resuming, else the named one, else a WordPiece trained on the corpus."
     if run.tokenizer_dir.exists(): return load_tokenizer(run.tokenizer_dir)
-    if config.tokenizer: return load_tokenizer(config.tokenizer)
-    return train_wordpiece(corpus, vocab_size=config.vocab_size)
+    if config.tokenizer:
+        tokenizer = load_tokenizer(config.tokenizer)
+        if len(tokenizer) != config.vocab_size and config.vocab_size != PretrainConfig.vocab_size:
+            _say(f"vocab_size={config.vocab_size} is not used: the tokenizer {config.tokenizer} has {len(tokenizer)} "
+                 f"tokens, and so has the model (config.json: model.vocab_size)")
+        return tokenizer
+    tokenizer = train_wordpiece(corpus, vocab_size=config.vocab_size)
+    if len(tokenizer) < config.vocab_size:
+        _say(f"the WordPiece trained on this corpus has {len(tokenizer)} tokens, fewer than vocab_size="
+             f"{config.vocab_size} (the corpus has too few distinct pieces); the model has {len(tokenizer)} "
+             f"(config.json: model.vocab_size)")
+    return tokenizer
 
 def _say(message:str):
     "Tell the user what was found in the run folder (on stderr)."
@@ -210,6 +220,7 @@ def pretrain(config:PretrainConfig,          # the run's config
             from maskviz.evals import run_evaluator
             evaluator = run_evaluator(config)  # loads its data now: a bad suite setting fails before training
         model = build_model(config, len(tokenizer))
+        if hasattr(evaluator, "preflight"): evaluator.preflight(tokenizer, model.config.max_position_embeddings)
         tokens_per_step = config.batch_size * config.grad_accum * args.world_size * config.block_size
         recorder = RunRecorder(run, tokens_per_step, evaluator, tokenizer, config.eval_every, peak_flops(args.device))
         if args.process_index == 0:

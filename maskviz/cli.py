@@ -12,7 +12,7 @@ import pandas as pd
 import maskviz
 from .checks import SEED, Check, integer, number
 from .config import PretrainConfig, load_config
-from .records import RunDir
+from .records import RunDir, load_pretrained
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 
 # %% auto #0
@@ -136,7 +136,7 @@ def eval_blimp_command(args:argparse.Namespace) -> int:
         _write_csv(table.reset_index(), args.out)
         return 0
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    model, tok = AutoModelForMaskedLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    model, tok = load_pretrained(AutoModelForMaskedLM, path), AutoTokenizer.from_pretrained(path)
     scores = blimp_scores(model, tok, args.paradigms, args.limit, args.variant or "original", quiet=args.quiet)
     acc = blimp_accuracy(scores)
     shown = acc[acc.level != "paradigm"] if len(acc) > 20 else acc

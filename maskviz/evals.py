@@ -21,7 +21,7 @@ from .data import data_source, load_corpus
 from .evalsets import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, glue_files, load_blimp, load_glue
 from .maskers import make_masker
 from .metrics import TASK_METRICS, headline, task_metrics
-from .records import RunDir
+from .records import RunDir, load_pretrained
 
 # %% auto #0
 __all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK', 'SUITES',
@@ -243,8 +243,8 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     regression = info.label_names is None
     with _transformers_quiet(quiet):  # the load report lists the new classifier head: expected, not news
         set_seed(seed)  # the new classifier head is initialised here, before the Trainer seeds anything
-        model = AutoModelForSequenceClassification.from_pretrained(
-            checkpoint, num_labels=1 if regression else len(info.label_names),
+        model = load_pretrained(
+            AutoModelForSequenceClassification, checkpoint, num_labels=1 if regression else len(info.label_names),
             problem_type="regression" if regression else "single_label_classification")
     # a small model's position table
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
@@ -466,7 +466,7 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
     for s in tqdm(steps, desc="Checkpoints", disable=quiet):
         todo = [x for x in suites if (s, x) not in done]
         if not todo: continue
-        model = AutoModelForMaskedLM.from_pretrained(found[s]).to(device)
+        model = load_pretrained(AutoModelForMaskedLM, found[s]).to(device)
         tok = AutoTokenizer.from_pretrained(found[s])
         for suite in todo:
             recs = evaluators[suite](model, tok, s)

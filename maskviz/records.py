@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 from .config import config_diff, config_fingerprint
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'RUN_FILES', 'WEIGHTS', 'OPTIMIZER_STATE', 'append_jsonl', 'read_jsonl', 'RunDir']
+__all__ = ['CHECKPOINT', 'RUN_FILES', 'WEIGHTS', 'OPTIMIZER_STATE', 'append_jsonl', 'read_jsonl', 'load_pretrained', 'RunDir']
 
 # %% ../nbs/02c_records.ipynb #e124536d
 def _repair_tail(path:Path) -> int:
@@ -66,6 +66,17 @@ def _record_name(name:str) -> str:
     return name
 
 OPTIMIZER_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt")  # kept in the latest checkpoint only
+
+def load_pretrained(cls,          # a transformers class with `from_pretrained`, e.g. AutoModelForMaskedLM
+                    path:str|Path, # a folder written by save_pretrained (a checkpoint, a run's model)
+                    **kwargs,      # more from_pretrained arguments
+                   ):
+    "`cls.from_pretrained(path)` from safetensors only: weights stored as a pickle, which can run code, are refused."
+    path = Path(path)
+    if not any((path/w).is_file() for w in WEIGHTS[:2]) and (path/"pytorch_model.bin").is_file():
+        raise ValueError(f"{path} holds its weights as a pickle (pytorch_model.bin), which can run code when read; "
+                         f"maskviz reads safetensors only: load it where you trust it and save_pretrained() it")
+    return cls.from_pretrained(path, use_safetensors=True, **kwargs)
 
 def _has_model(path:Path) -> bool: return (path/"config.json").is_file() and any((path/w).is_file() for w in WEIGHTS)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_trainers.ipynb #f925089d
 from __future__ import annotations
-import contextlib, importlib.metadata, sys, time
+import contextlib, importlib.metadata, pickle, sys, time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -234,5 +234,9 @@ def pretrain(config:PretrainConfig,          # the run's config
                                  callbacks=[recorder, *callbacks], run=run, masker=masker, schedule=config.schedule,
                                  eval_rate=config.eval_rate, mask_seed=config.seed)
         if not config.progress_bar: trainer.remove_callback(PrinterCallback)  # it replaces the bar by printed logs
-        trainer.train(resume_from_checkpoint=str(last) if last else None)
+        try: trainer.train(resume_from_checkpoint=str(last) if last else None)
+        except pickle.UnpicklingError as e:  # the Trainer reads checkpoints with torch.load(weights_only=True)
+            raise ValueError(f"{last}: a file in this checkpoint holds objects other than tensors and plain values, "
+                             f"which maskviz does not unpickle ({str(e).strip().splitlines()[0][:120]}); delete the "
+                             f"checkpoint to resume from an earlier one, or start afresh with --overwrite") from None
     return run.path

@@ -328,9 +328,16 @@ def test_a_crafted_pickle_in_a_checkpoint_is_refused(work, tmp_path, capsys):
     import shutil
     run = tmp_path / "run"
     config = (work / "ok.yaml").read_text().replace(f"output_dir: {work}/ok-run", f"output_dir: {run}")
-    config = config.replace("steps: 2\nsave_every: 2", "steps: 4\nsave_every: 2")
+    config = config.replace("steps: 2\nsave_every: 2", "steps: 4\nsave_every: 2").replace("vocab_size: 300", "vocab_size: 5000")
     (tmp_path / "c.yaml").write_text(config)
-    assert _main(["pretrain", str(tmp_path / "c.yaml")], capsys)[0] == 0
+    code, err = _main(["pretrain", str(tmp_path / "c.yaml")], capsys)
+    assert code == 0, err
+    # every recorded value is the one used: the model's vocabulary is the tokenizer's, whatever vocab_size asked for
+    record = json.loads((run / "config.json").read_text())
+    weights = json.loads((run / "checkpoints" / "checkpoint-4" / "config.json").read_text())
+    tokens = len(json.loads((run / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"])
+    assert record["model"]["vocab_size"] == weights["vocab_size"] == tokens
+    assert tokens < 5000 and f"has {tokens} tokens, fewer than vocab_size=5000" in err  # 60 lines hold fewer pieces
     shutil.rmtree(run / "checkpoints" / "checkpoint-4")  # as if killed before the last save
     marker = tmp_path / "pwned"
     torch.save(_Payload(marker), run / "checkpoints" / "checkpoint-2" / "rng_state.pth")

@@ -43,6 +43,11 @@ def explorer_schedule(family:str,  # one of EXPLORER_FAMILIES
     return FAMILIES[family](start, end)
 
 # %% ../nbs/06_dashboards.ipynb #d72add81
+def _html(text, bold:bool=False) -> str:
+    "`text` as literal text in an HTML widget's value, which the browser reads as HTML; in <b> if `bold`."
+    shown = html.escape(str(text))
+    return f"<b>{shown}</b>" if bold else shown
+
 def _same(a, b) -> bool:
     "Whether two plotly property values are equal; arrays compare element by element; what cannot compare is unequal."
     try:
@@ -88,10 +93,10 @@ class ScheduleExplorer(widgets.VBox):
     def _redraw(self, change=None):
         try: schedule = explorer_schedule(self.family.value, self.start.value, self.end.value)
         except ValueError as e:  # e.g. an exponential schedule that would have to reach 0
-            self.budget.value = f"<b>{html.escape(str(e))}</b>"
+            self.budget.value = _html(e, bold=True)
             return
         _show(self.figure, self._plot(schedule))  # in place: only what changed
-        self.budget.value = html.escape(budget_text(schedule, self.reference))
+        self.budget.value = _html(budget_text(schedule, self.reference))
 
 def schedule_explorer(family:str="linear", # starting family, one of EXPLORER_FAMILIES
                       start:float=0.3,      # starting rate at progress 0
@@ -145,9 +150,9 @@ class MaskInspector(widgets.VBox):
                                              self.format.value or None, self.seed.value,
                                              batch=self._batch(self.text.value))
         except ValueError as e:  # e.g. an empty text
-            self.tokens.value = f"<b>{html.escape(str(e))}</b>"
+            self.tokens.value = _html(e, bold=True)
             return
-        self.tokens.value = mask_html(batch, masked, tok)
+        self.tokens.value = mask_html(batch, masked, tok)  # the tokens escaped in it
         fig = plot_pos(_pos_frame(batch, masked, self.policy.value, self.rate.value),
                        title="POS tags of the masked tokens and of the whole text", reference="whole text")
         _show(self.figure, fig.update_layout(height=320, margin=dict(t=50, b=40)))
@@ -191,12 +196,14 @@ class PolicyComparison(widgets.VBox):
             figure = plot_mask_profiles(self.profiles, rate, chosen)
             figure.update_layout(width=940, margin=dict(t=80, l=50, r=10))
             table = summary_table(self.profiles["summary"], rate, chosen)
-            self._cache[key] = (figure, table.to_html(index=False, float_format="{:.3f}".format, na_rep=""))
+            # escape=True: a policy label shows as text
+            html_table = table.to_html(index=False, float_format="{:.3f}".format, na_rep="", escape=True)
+            self._cache[key] = (figure, html_table)
         return self._cache[key]
 
     def _redraw(self, change=None):
         chosen = list(self.policies.value)
-        if not chosen: self.table.value = "<b>pick at least one policy</b>"; return
+        if not chosen: self.table.value = _html("pick at least one policy", bold=True); return
         figure, table = self._figure(self.rate.value, chosen)
         _show(self.figure, figure)
         self.table.value = table
@@ -272,7 +279,7 @@ class TrajectoryDashboard(widgets.VBox):
         shown = list(self.shown.value)
         traj = trajectory(self.runs, self.suite.value, self.task.value, self.metric.value)
         traj = traj[traj.run.isin(shown)]
-        if traj.empty: self.message.value = "<b>pick at least one run that has this evaluation</b>"; return
+        if traj.empty: self.message.value = _html("pick at least one run that has this evaluation", bold=True); return
         self.message.value = ""
         rates = self.runs.metrics[self.runs.metrics.run.isin(shown)] if self.mask_rate.value else None
         _show(self.figure, plot_trajectories(traj, rates=rates, colors=self.colors).update_layout(height=450))

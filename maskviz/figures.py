@@ -26,6 +26,11 @@ __all__ = ['COMPARED_POLICIES', 'CORPUS_COLOR', 'PALETTE', 'SUMMARY_COLUMNS', 'I
            'summary_table', 'plot_mask_profiles', 'with_sentinels', 'inspect_masking', 'mask_html', 'plot_trajectories',
            'plot_trajectory_grid', 'plot_training']
 
+# %% ../nbs/06a_figures.ipynb #b62f8d4e
+def _text(s) -> str:
+    "`s` as literal text where plotly.js draws it: a name, hover text, title, tick label or annotation."
+    return html.escape(str(s), quote=False)  # plotly does not decode &quot;: quotes stay as they are
+
 # %% ../nbs/06a_figures.ipynb #24690524
 def plot_schedules(schedules=None,       # {label: schedule}, or a list of schedules or specs; None: the paper's six
                    points:int=201,       # progress values sampled per curve
@@ -40,8 +45,8 @@ def plot_schedules(schedules=None,       # {label: schedule}, or a list of sched
         spec = curve.spec.iloc[0]
         fig.add_scatter(x=curve[x], y=curve.mask_rate, mode="lines", meta=spec,
                         line_dash="dash" if spec.startswith("constant(") else "solid",  # constants are the baselines
-                        name=f"{label} · mean {mean_rate(spec, total_steps):.1%}",
-                        hovertemplate=f"{html.escape(spec)}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
+                        name=_text(f"{label} · mean {mean_rate(spec, total_steps):.1%}"),
+                        hovertemplate=f"{_text(spec)}<br>%{{x}}: %{{y:.2%}}<extra></extra>")
     fig.update_layout(title=title, template="plotly_white", hovermode="x unified",
                       legend_title_text="schedule · mean rate",
                       yaxis=dict(title="masking rate", tickformat=".0%", rangemode="tozero"),
@@ -122,12 +127,13 @@ def plot_pos(pos:pd.DataFrame,  # mask_profiles(...)["pos"]: policy, rate, pos, 
     tags = [t for t in corpus.sort_values(ascending=False, kind="stable").index if corpus[t] > 0 or used[t] > 0]
     color = _policy_colors(df)
     fig = go.Figure()
-    fig.add_bar(x=tags, y=corpus[tags], name=reference, marker_color=color["corpus"], meta="corpus",
-                hovertemplate=f"{html.escape(reference)}: %{{y:.1%}} of tokens are %{{x}}<extra></extra>")
+    fig.add_bar(x=tags, y=corpus[tags], name=_text(reference), marker_color=color["corpus"], meta="corpus",
+                hovertemplate=f"{_text(reference)}: %{{y:.1%}} of tokens are %{{x}}<extra></extra>")
     for name in names:
         d = df[df.policy == name].set_index("pos").loc[tags]
-        fig.add_bar(x=tags, y=d.masked_share, name=name, marker_color=color[name], meta=name, customdata=d.masked,
-                    hovertemplate=(f"{html.escape(name)}: %{{y:.1%}} of masked tokens are %{{x}} "
+        fig.add_bar(x=tags, y=d.masked_share, name=_text(name), marker_color=color[name], meta=name,
+                    customdata=d.masked,
+                    hovertemplate=(f"{_text(name)}: %{{y:.1%}} of masked tokens are %{{x}} "
                                    "(%{customdata:,})<extra></extra>"))
     fig.update_layout(title=title or f"What each policy masks: POS tags at rate {rate:.0%}", template="plotly_white",
                       barmode="group", yaxis=dict(title="share of tokens", tickformat=".0%"),
@@ -162,10 +168,11 @@ def plot_zipf(zipf:pd.DataFrame, # mask_profiles(...)["zipf"]: policy, rate, ran
         if d.empty: continue
         shown = d.iloc[_log_thinned(d["rank"].to_numpy(), max_points)]
         ends = d.iloc[[0, -1]]  # the fit is straight in log-log: its ends draw it
-        fig.add_scatter(x=shown["rank"], y=shown.frequency, mode="markers", name=f"{name} · s = {_exponent(d):.2f}",
+        fig.add_scatter(x=shown["rank"], y=shown.frequency, mode="markers",
+                        name=_text(f"{name} · s = {_exponent(d):.2f}"),
                         meta=name, legendgroup=name, marker=dict(color=color[name], size=5, opacity=0.7),
-                        hovertemplate=f"{html.escape(name)}: rank %{{x:,}}, frequency %{{y:.2e}}<extra></extra>")
-        fig.add_scatter(x=ends["rank"], y=ends.fit, mode="lines", name=f"{name} fit", meta=f"{name} fit",
+                        hovertemplate=f"{_text(name)}: rank %{{x:,}}, frequency %{{y:.2e}}<extra></extra>")
+        fig.add_scatter(x=ends["rank"], y=ends.fit, mode="lines", name=_text(f"{name} fit"), meta=f"{name} fit",
                         legendgroup=name, showlegend=False, line=dict(color=color[name], dash="dot", width=1.5),
                         hoverinfo="skip")
     fig.update_layout(title=title or f"Zipf plot of the masked tokens at rate {rate:.0%} (s: fitted exponent)",
@@ -191,8 +198,9 @@ def plot_rank_bins(rank:pd.DataFrame, # mask_profiles(...)["rank"]: policy, rate
                 hovertemplate="corpus: %{y:.1%} of tokens have a rank in %{x}<extra></extra>")
     for name in names:
         d = df[df.policy == name]
-        fig.add_bar(x=d.rank_bin, y=d.masked_share, name=name, meta=name, marker_color=color[name], customdata=d.masked,
-                    hovertemplate=(f"{html.escape(name)}: %{{y:.1%}} of masked tokens have a rank in %{{x}} "
+        fig.add_bar(x=d.rank_bin, y=d.masked_share, name=_text(name), meta=name, marker_color=color[name],
+                    customdata=d.masked,
+                    hovertemplate=(f"{_text(name)}: %{{y:.1%}} of masked tokens have a rank in %{{x}} "
                                    "(%{customdata:,})<extra></extra>"))
     fig.update_layout(title=title or f"How frequent the masked tokens are, at rate {rate:.0%}", template="plotly_white",
                       barmode="group", xaxis_title="corpus frequency rank of the token (1 = most frequent)",
@@ -211,7 +219,8 @@ def plot_divergence(divergence:pd.DataFrame, # mask_profiles(...)["divergence"]:
     d = divergence[np.isclose(divergence.rate, rate)]
     order = list(dict.fromkeys(["corpus", *d.a]))
     m = d.pivot_table(index="a", columns="b", values=f"js_{over}").reindex(index=order, columns=order)
-    fig = go.Figure(go.Heatmap(z=m.values, x=order, y=order, colorscale="Blues", zmin=0, text=np.round(m.values, 3),
+    labels = [_text(p) for p in order]  # tick labels, and what %{x} and %{y} show
+    fig = go.Figure(go.Heatmap(z=m.values, x=labels, y=labels, colorscale="Blues", zmin=0, text=np.round(m.values, 3),
                                texttemplate="%{text}", hovertemplate="JS(%{y}, %{x}) = %{z:.4f} bits<extra></extra>",
                                colorbar_title="JS (bits)"))
     over_what = "POS tags" if over == "pos" else "rank bins"
@@ -355,7 +364,7 @@ def _rate_traces(fig:go.Figure, rates:pd.DataFrame, color:dict, key:str):
         fig.add_scatter(x=d.step, y=d.mask_rate, yaxis="y2", mode="lines", name="masking rate (dotted, right axis)",
                         legendgroup="mask_rate", showlegend=first, meta=f"{label} mask_rate",
                         line=dict(color=color[label], dash="dot", width=1),
-                        hovertemplate=(f"{html.escape(str(label))}: masking rate %{{y:.1%}} at step %{{x:,}}"
+                        hovertemplate=(f"{_text(label)}: masking rate %{{y:.1%}} at step %{{x:,}}"
                                        "<extra></extra>"))
         first = False
 
@@ -398,9 +407,9 @@ def plot_trajectories(traj:pd.DataFrame,        # from analysis.trajectory (one 
             fig.add_scatter(x=[*d.step, *d.step[::-1]], y=[*d.ci_high, *d.ci_low[::-1]], fill="toself", mode="lines",
                             line_width=0, fillcolor=color[group], opacity=0.15, legendgroup=name, showlegend=False,
                             hoverinfo="skip", meta=f"{name} band")
-        fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=name, meta=name, legendgroup=name,
+        fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=_text(name), meta=name, legendgroup=name,
                         customdata=d.n, line=dict(color=color[group], dash=dash[task]),
-                        hovertemplate=(f"{html.escape(name)}: %{{y:.4g}} at step %{{x:,}} "
+                        hovertemplate=(f"{_text(name)}: %{{y:.4g}} at step %{{x:,}} "
                                        "(%{customdata} runs)<extra></extra>"))
     if speedup is not None and len(speedup):
         target = float(speedup.target.iloc[0])
@@ -414,9 +423,10 @@ def plot_trajectories(traj:pd.DataFrame,        # from analysis.trajectory (one 
                         hovertemplate="%{text} sooner: at step %{x:,.0f}<extra></extra>")
     shown = [*stats["mean"], *stats.ci_low[stats.n > 1], *stats.ci_high[stats.n > 1]]
     if speedup is not None and len(speedup): shown.append(float(speedup.target.iloc[0]))
-    fig.update_layout(title=title or _label(traj), template="plotly_white", hovermode="x unified",
+    label = _text(_label(traj))
+    fig.update_layout(title=title or label, template="plotly_white", hovermode="x unified",
                       legend_title_text="run", xaxis=dict(title="optimizer step", tickformat=","),
-                      yaxis=dict(title=_label(traj), range=_value_range(traj.metric.iloc[0], shown)))
+                      yaxis=dict(title=label, range=_value_range(traj.metric.iloc[0], shown)))
     if rates is not None:
         _rate_traces(fig, rates[rates.group.isin(groups)], color, "group")
         fig.update_layout(yaxis2=RATE_AXIS, legend=_BELOW)
@@ -435,22 +445,23 @@ def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLi
     groups = list(dict.fromkeys(traj.group))
     color, rows, cols = _group_colors(groups, colors), math.ceil(len(tasks) / cols), min(cols, len(tasks))
     names = [t.split(":", 1)[-1].replace("_", " ") for t in tasks]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_xaxes=True,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_text(n) for n in names], shared_xaxes=True,
                         vertical_spacing=min(0.12, 0.5 / rows), horizontal_spacing=0.06)
     stats = seed_means(traj, by=("group", "task", "step"))
     for i, task in enumerate(tasks):
         row, col = i // cols + 1, i % cols + 1
         for group in groups:
             d = stats[(stats.task == task) & (stats.group == group)]
-            fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=group, legendgroup=group,
+            fig.add_scatter(x=d.step, y=d["mean"], mode="lines+markers", name=_text(group), legendgroup=group,
                             showlegend=i == 0, meta=f"{task} · {group}", line_color=color[group], marker_size=4,
                             row=row, col=col,
-                            hovertemplate=(f"{html.escape(group)}: %{{y:.4g}} at step %{{x:,}}"
-                                           f"<extra>{html.escape(names[i])}</extra>"))
+                            hovertemplate=(f"{_text(group)}: %{{y:.4g}} at step %{{x:,}}"
+                                           f"<extra>{_text(names[i])}</extra>"))
         fig.update_yaxes(range=_value_range(traj.metric.iloc[0], stats[stats.task == task]["mean"]), row=row, col=col)
     fig.update_annotations(font_size=11)
     kind = "phenomenon" if tasks[0].startswith("phenomenon:") else "task"
-    fig.update_layout(title=title or f"{traj.suite.iloc[0]} {traj.metric.iloc[0]} by {kind}", template="plotly_white",
+    fig.update_layout(title=title or _text(f"{traj.suite.iloc[0]} {traj.metric.iloc[0]} by {kind}"),
+                      template="plotly_white",
                       height=max(320, 230 * rows), legend_title_text="run", margin=dict(t=90))
     return fig
 
@@ -472,10 +483,11 @@ def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, 
     color = colors_for(metrics.run)
     fig = go.Figure()
     for run, d in metrics.groupby("run", sort=False):
-        fig.add_scatter(x=d.step, y=d[y], mode="lines", name=run, meta=run, line_color=color[run],
-                        hovertemplate=f"{html.escape(run)}: {y} %{{y:.4g}} at step %{{x:,}}<extra></extra>")
+        fig.add_scatter(x=d.step, y=d[y], mode="lines", name=_text(run), meta=run, line_color=color[run],
+                        hovertemplate=f"{_text(run)}: {_text(y)} %{{y:.4g}} at step %{{x:,}}<extra></extra>")
     _rate_traces(fig, metrics, color, "run")
-    fig.update_layout(title=title or f"Training {y} and masking rate", template="plotly_white", hovermode="x unified",
-                      legend_title_text="run", xaxis=dict(title="optimizer step", tickformat=","), yaxis_title=y,
+    fig.update_layout(title=title or f"Training {_text(y)} and masking rate", template="plotly_white",
+                      hovermode="x unified", legend_title_text="run", yaxis_title=_text(y),
+                      xaxis=dict(title="optimizer step", tickformat=","),
                       yaxis2=RATE_AXIS, legend=_BELOW)
     return fig

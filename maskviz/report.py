@@ -161,8 +161,8 @@ def _content(c) -> str:
     if isinstance(c, go.Figure):
         return c.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
     if isinstance(c, pd.DataFrame):
-        return c.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
-    return str(c)
+        return c.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
+    return str(c)  # the section's own markup, its data already escaped
 
 def report_html(runs,                       # run folders, a folder of them, or Runs from analysis.load_runs
                 title:str="maskviz report",

@@ -235,3 +235,68 @@ def test_dashboard_redraws_on_control(case, browser, lab, tmp_path, capsys, reco
     with capsys.disabled():
         print(f"\n{case.id}: control-to-redraw {latency:.0f} ms, median of {', '.join(f'{t:.0f}' for t in latencies)} "
               f"(goal < {LATENCY_GOAL_MS} ms, via {moved['by']}); ran in {ran:.1f} s; screenshot {shot}")
+
+
+# ---- text from data shown as text ------------------------------------------------------------------------
+
+BAD = "<img src=x onerror=alert(1)>"   # a run folder's name
+BR = "two<br>lines"                    # one in plotly's own markup
+SCRIPT = "<script>alert(1)</script>"   # in a typed text, and in a config value (which names the run's group)...
+OPTIMIZER = f"<i>{SCRIPT}</i>"         # ... in plotly's markup too: shown unescaped, the legend would lose the <i>
+HOSTILE_RUNS = [
+    "import tempfile\nfrom pathlib import Path\nfrom maskviz.config import PretrainConfig\nfrom maskviz.records import RunDir\n"
+    "from maskviz.schedules import parse_schedule\n"
+    f"BAD, BR, SCRIPT, OPTIMIZER = {BAD!r}, {BR!r}, {SCRIPT!r}, {OPTIMIZER!r}\n"
+    "work = Path(tempfile.mkdtemp())\n"
+    "def fake_run(name, spec, acc, **config):  # a run folder as pretrain writes it, by hand: no training\n"
+    "    cfg = PretrainConfig(schedule=spec, steps=100, output_dir=str(work/name), **config)\n"
+    "    run = RunDir(work/name).start(cfg.to_dict())\n"
+    "    run.update_config(schedule=parse_schedule(spec).to_dict(), policy={'policy': cfg.policy}, model=cfg.dims)\n"
+    "    run.append('metrics', [{'step': s, 'progress': (s - 1) / 100, 'mask_rate': parse_schedule(spec)((s - 1) / 100),\n"
+    "                            'loss': 7 - s / 100, 'lr': 1e-3} for s in range(10, 101, 10)])\n"
+    "    run.append('evals', [{'step': s, 'suite': 'blimp', 'task': 'overall', 'metric': 'pll_accuracy', 'value': acc + s / 1000}\n"
+    "                         for s in (50, 100)])\n"
+    "fake_run(BAD, 'constant(0.15)', 0.6); fake_run(BR, 'constant(0.15)', 0.61, seed=1)\n"
+    "fake_run('other', 'constant(0.3)', 0.62, optimizer=OPTIMIZER)",
+    "from maskviz.dashboards import trajectory_dashboard\ntrajectory_dashboard(work)",
+    "from maskviz.dashboards import mask_inspector\nfrom maskviz.data import train_wordpiece\n"
+    "text = f'The cat {SCRIPT} sat on the mat {BAD} today.'\n"
+    "tok = train_wordpiece([text] * 4 + ['the dog sat on the log'] * 4, vocab_size=200, min_frequency=1)\n"
+    "mask_inspector(tok, text=text, policy='random', rate=0.5)",
+]
+
+
+def test_dashboards_show_names_from_data_as_text(browser, lab):
+    "Run names, a config value and a typed text with HTML in them show in the live dashboards as text: no dialog, no <img>."
+    name = "hostile-names.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in HOSTILE_RUNS], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    nbformat.write(nb, lab.root / name)
+    page, problems = open_notebook(browser, lab, name, workspace="hostile-names")
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        wait_for(page, RUN_DONE, "the notebook did not finish running", problems, 90)
+        assert not (errors := page.evaluate(CELL_ERRORS)), f"the cells raised: {errors}"
+        for i in (0, 1): wait_for(page, FIGURE_DRAWN, f"plotly figure {i} was not drawn", problems, 30, arg=i)
+        wait_for(page, "() => document.querySelectorAll('.jp-OutputArea .widget-html-content span[title]').length > 0",
+                 "the mask inspector's tokens were not shown", problems, 30)
+        page.wait_for_timeout(500)  # an onerror would fire by now
+        dom = page.evaluate("""() => {
+            const out = [...document.querySelectorAll('.jp-OutputArea')];
+            const all = sel => out.flatMap(o => [...o.querySelectorAll(sel)]);
+            return {img: all('img').length, scripts: all('script').length, onerror: document.querySelectorAll('[onerror]').length,
+                    options: all('select option').map(e => e.textContent),
+                    legend: all('.legendtext').map(e => e.textContent),
+                    tokens: all('.widget-html-content span[title]').map(e => e.textContent)}; }""")
+    finally:
+        page.close()
+        for s in lab.api("GET", "sessions"): lab.api("DELETE", f"sessions/{s['id']}")
+    assert not dialogs, dialogs
+    assert dom["img"] == 0 and dom["scripts"] == 0 and dom["onerror"] == 0, dom
+    nbsp = lambda s: s.replace(" ", "\xa0")  # ipywidgets shows an option's spaces as no-break spaces
+    assert nbsp(BAD) in dom["options"] and nbsp(BR) in dom["options"], dom["options"]  # the runs menu
+    assert any(OPTIMIZER in t for t in dom["legend"]), dom["legend"]  # the group a config value names, literally
+    assert "<" in dom["tokens"] and ">" in dom["tokens"], dom["tokens"]  # the typed text's tokens, as text
+    assert not problems, "\n".join(problems)

@@ -427,6 +427,8 @@ def load_runs(runs, # a run folder, a folder of run folders, a list of either, o
     folders = _run_folders(runs)
     configs = {run: load_config(p).to_dict() for run, p in folders.items()}
     groups = _group_labels(configs)
+    labelled = {run: RunDir(p).read_config().get("sweep", {}).get("group") for run, p in folders.items()}
+    if all(labelled.values()): groups = labelled  # the cells of sweeps (maskviz.sweeps): the groups they were given
     rows, metrics, evals = [], [], []
     for run, p in folders.items():
         c, g = configs[run], groups[run]

@@ -18,7 +18,8 @@ from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 # %% auto #0
 __all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_CORPUS', 'DEMO_HUB_CORPUS', 'OFFLINE_HINT', 'schedules_command',
            'pretrain_command', 'eval_blimp_command', 'finetune_glue_command', 'demo_corpus', 'hub_reachable',
-           'demo_configs', 'demo_summary', 'run_demo', 'demo_command', 'report_command', 'parser', 'main']
+           'demo_configs', 'demo_summary', 'run_demo', 'demo_command', 'sweep_command', 'report_command', 'parser',
+           'main']
 
 # %% ../nbs/07_cli.ipynb #6a3ca9d0
 def _schedule(spec:str):
@@ -136,6 +137,9 @@ def eval_blimp_command(args:argparse.Namespace) -> int:
         _write_csv(table.reset_index(), args.out)
         return 0
     from transformers import AutoModelForMaskedLM, AutoTokenizer
+    if "ForReplacedTokenDetection" in str(json.loads((path/"config.json").read_text()).get("architectures")):
+        raise ValueError(f"{path} is a replaced-token detector (format 'rts'), which has no MLM head to score "
+                         f"BLiMP with; fine-tune it on GLUE instead (maskviz finetune-glue {path})")
     model, tok = load_pretrained(AutoModelForMaskedLM, path), AutoTokenizer.from_pretrained(path)
     scores = blimp_scores(model, tok, args.paradigms, args.limit, args.variant or "original", quiet=args.quiet)
     acc = blimp_accuracy(scores)
@@ -294,6 +298,73 @@ def demo_command(args:argparse.Namespace) -> int:
     print(f"Evaluate more: maskviz eval-blimp {next(iter(runs.values()))}   |   maskviz finetune-glue RUN --tasks rte")
     return 0
 
+# %% ../nbs/07_cli.ipynb #d1a2c3d5
+def _compare_text(path:Path, baseline:str=None) -> str:
+    "The sweep's comparison as a table in words: each measure's mean and interval per group, and the verdict."
+    from maskviz.analysis import load_runs
+    from maskviz.compare import compare_groups
+    table = compare_groups(load_runs(path), baseline)
+    if table.empty: return "no evaluations to compare"
+    fmt = lambda m, lo, hi, n: f"{m:.4f}" + (f" ± {(hi - lo) / 2:.4f}" if n > 1 else "")
+    shown = pd.DataFrame({"measure": table.measure, "group": table.group, "runs": table.n,
+                          "mean ± 95% CI": [fmt(*r) for r in zip(table["mean"], table.ci_low, table.ci_high, table.n)],
+                          "vs baseline": table.verdict})
+    return shown.to_string(index=False)
+
+def sweep_command(args:argparse.Namespace) -> int:
+    "Run `maskviz sweep`."
+    from maskviz.sweeps import SWEEP_PRESETS, load_sweep, run_sweep
+    if args.list or args.sweep is None:
+        for name, p in SWEEP_PRESETS.items(): print(f"{name:18} {p['description']}")
+        if args.sweep is None and not args.list: print("\nname a preset or a sweep file: maskviz sweep ankner-main")
+        return 0
+    flags, overrides = _sweep_flags().parse_known_args(args.overrides)
+    for k, v in vars(flags).items():
+        if v not in (None, False): setattr(args, k, v)
+    sweep = load_sweep(args.sweep, overrides, args.out)
+    options = {}
+    if args.engine == "ray":
+        options = {k: v for k, v in dict(address=args.ray_address, cpus_per_cell=args.cpus_per_cell,
+                                         gpus_per_cell=args.gpus_per_cell).items() if v is not None}
+    elif args.engine == "submitit":
+        options = dict(cluster=args.cluster, **dict(_key_value(kv) for kv in args.slurm or ()))
+    result = run_sweep(sweep, engine=args.engine, jobs=args.jobs, dry_run=args.dry_run, **options)
+    if args.dry_run: return 0
+    print(f"\n{len(result.cells)} cells in {result.path}: {len(result.trained)} trained now, "
+          f"{len(result.skipped)} done before")
+    with pd.option_context("display.width", 200):
+        try: print("\n" + _compare_text(result.path, sweep.baseline))
+        except ValueError as e: print(f"\nno comparison: {e}")
+    if not args.no_report:
+        from maskviz.report import write_report
+        page = write_report(result.path, result.path/"report.html", title=f"maskviz sweep {sweep.name}",
+                            baseline=sweep.baseline, mask_stats=False)
+        print(f"report: {page}")
+    return 0
+
+def _key_value(text:str) -> tuple:
+    "'key=value' as (key, value read as YAML)."
+    from maskviz.config import _text_value
+    key, eq, value = text.partition("=")
+    if not eq or not key: raise ValueError(f"--slurm takes key=value items, e.g. timeout_min=120, got {text!r}")
+    return key, _text_value(value)
+
+def _sweep_flags(parser:argparse.ArgumentParser=None) -> argparse.ArgumentParser:
+    "The sweep command's own flags (also found among the overrides after SWEEP)."
+    sp = parser or argparse.ArgumentParser(add_help=False)
+    sp.add_argument("--out", metavar="DIR", help="SWEEP_DIR (default: the file's output_dir, else sweeps/NAME)")
+    sp.add_argument("--jobs", type=_positive_int, metavar="N", help="local engine: cells at once (default 1)")
+    sp.add_argument("--engine", choices=("local", "ray", "submitit"), help="where cells run (default local)")
+    sp.add_argument("--dry-run", action="store_true", help="only list the cells and what is done")
+    sp.add_argument("--no-report", action="store_true", help="do not write SWEEP_DIR/report.html")
+    sp.add_argument("--ray-address", metavar="ADDR", help="ray: a running cluster ('auto'); default: a local one")
+    sp.add_argument("--cpus-per-cell", type=_positive_float, metavar="N", help="ray: CPUs per cell (default 1)")
+    sp.add_argument("--gpus-per-cell", type=_positive_float, metavar="N", help="ray: GPUs per cell (default 0)")
+    sp.add_argument("--cluster", metavar="NAME", help="submitit: slurm (default when there is one), local or debug")
+    sp.add_argument("--slurm", nargs="+", metavar="KEY=VALUE",
+                    help="submitit: executor parameters, e.g. timeout_min=120 slurm_partition=gpu gpus_per_node=1")
+    return sp
+
 # %% ../nbs/07_cli.ipynb #e115f8de
 def report_command(args:argparse.Namespace) -> int:
     "Run `maskviz report`."
@@ -388,6 +459,19 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval-every", type=_positive_int, default=100, metavar="N",
                     help="steps between evaluations (default 100)")
     sp.set_defaults(run=demo_command)
+
+    sp = commands.add_parser("sweep", help="train a grid of runs (schedules x seeds, ...) and compare them with "
+                                           "confidence intervals",
+                             description="Train every cell of a sweep (a YAML file or a preset, see --list) as a run "
+                                         "folder under SWEEP_DIR, skipping finished cells and resuming a killed one; "
+                                         "then compare the groups against the baseline (means, 95%% CIs, one-sided "
+                                         "t-tests with Benjamini-Hochberg correction) and write SWEEP_DIR/report.html. "
+                                         "Config fields can be overridden: --steps 300 --model mini.")
+    sp.add_argument("sweep", nargs="?", metavar="SWEEP", help="a sweep YAML file, or a preset name")
+    sp.add_argument("--list", action="store_true", help="list the presets")
+    _sweep_flags(sp)
+    sp.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--key value", help="base config fields to override")
+    sp.set_defaults(run=sweep_command, jobs=1, engine="local")
 
     sp = commands.add_parser("report",
                              help="one self-contained HTML page of runs: schedules, trajectories, MLM loss, "

@@ -16,8 +16,9 @@ from .checks import (BLOCK_LENGTH, BOOL, NON_NEGATIVE, POSITIVE, RATE, SEED, TEX
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS', 'RUN_LOCATION_KEYS', 'setting', 'validate', 'PretrainConfig',
-           'apply_overrides', 'load_config', 'save_config', 'compute_settings', 'config_fingerprint', 'config_diff']
+__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS', 'TRACKERS', 'RUN_LOCATION_KEYS', 'setting', 'validate',
+           'PretrainConfig', 'apply_overrides', 'load_config', 'save_config', 'compute_settings', 'config_fingerprint',
+           'config_diff']
 
 # %% ../nbs/00a_config.ipynb #d350b4a6
 def _text_value(text:str):
@@ -64,6 +65,7 @@ MODEL_PRESETS = {  # name -> (layers, hidden size); heads = hidden / 64 (at leas
 
 EVAL_SUITES = ("blimp", "mlm", "glue")  # BLiMP by PLL, masked-LM loss at fixed rates, GLUE fine-tuning (maskviz.evals)
 PLL_VARIANTS = ("original", "within_word_l2r")  # Salazar et al. 2020; Kauf & Ivanova 2023
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "clearml", "trackio")  # HF TrainingArguments.report_to names
 
 _SCHEDULE = Check(lambda v: isinstance(v, str) and bool(v), "a schedule spec such as \"linear(0.3, 0.15)\"")
 _NAMES = optional(list_of(TEXT, "a non-empty list of names"), "all")
@@ -85,6 +87,7 @@ class PretrainConfig:
     policy: str = setting("random", TEXT)                       # a masking policy (maskviz.maskers.make_masker)
     policy_options: dict = setting({}, mapping('a mapping of make_masker options, e.g. {"exact": true}'))  # options
     eval_rate: float = setting(0.15, RATE)                      # the masking rate of evaluation losses
+    loss_rate: float|None = setting(None, optional(RATE, "every masked token"))  # subset masking: the loss on a random share of the masked tokens sized to this rate
     # data
     corpus: str = setting("wikitext-2", TEXT)     # load_corpus source: a named corpus, a local path or a hub id
     split: str = setting("train", TEXT)           # the corpus split
@@ -127,6 +130,8 @@ class PretrainConfig:
     compile: bool = setting(False, BOOL)    # torch.compile the model
     workers: int = setting(0, NON_NEGATIVE)  # DataLoader worker processes
     progress_bar: bool = setting(True, BOOL)
+    report_to: list[str] = setting([], list_of(one_of(TRACKERS), f"a list of trackers from {', '.join(TRACKERS)}, e.g. "
+                                               '["tensorboard"]', nonempty=False))  # also log to these ([]: none)
 
     def __post_init__(self):
         validate(self)
@@ -152,7 +157,8 @@ class PretrainConfig:
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
 # %% ../nbs/00a_config.ipynb #e4dbd431
-RUN_LOCATION_KEYS = ("output_dir", "data_dir", "workers", "progress_bar")  # where a run lives and how it reads its data
+RUN_LOCATION_KEYS = ("output_dir", "data_dir", "workers", "progress_bar", "report_to")  # where a run lives, how it
+# reads its data and where else it reports: none of them changes what it computes
 
 def _unknown(keys:Sequence[str], known:Iterable[str], where:str="") -> ValueError:
     "The error for config keys that are not fields."
@@ -243,9 +249,14 @@ def save_config(config:PretrainConfig, path:str|Path) -> Path:
     return path
 
 # %% ../nbs/00a_config.ipynb #edb31f90
+def _defaults() -> dict:
+    "Every PretrainConfig field's default."
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in fields(PretrainConfig)}
+
 def compute_settings(config:PretrainConfig|dict) -> dict:
-    "The settings that decide what a run computes: all but RUN_LOCATION_KEYS."
-    d = config.to_dict() if isinstance(config, PretrainConfig) else dict(config)
+    """The settings that decide what a run computes: all but RUN_LOCATION_KEYS. A setting missing from a recorded
+    config (one that maskviz gained after the run was recorded) has the default it ran with."""
+    d = config.to_dict() if isinstance(config, PretrainConfig) else {**_defaults(), **config}
     return {k: v for k, v in d.items() if k not in RUN_LOCATION_KEYS}
 
 def config_fingerprint(config:PretrainConfig|dict) -> str:

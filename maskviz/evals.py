@@ -460,6 +460,10 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
     config = load_config(run.path) if RunDir.is_run(run.path) else PretrainConfig()
     config = dataclasses.replace(config, **overrides)
     suites = _suites(suites or config.eval_suites or ("blimp", "mlm"))
+    if RunDir.is_run(run.path) and run.read_config().get("model", {}).get("objective") == "rts":
+        if bad := [s for s in suites if s in ("blimp", "mlm")]:
+            raise ValueError(f"{run.path} trained a replaced-token detector (format 'rts'), which has no MLM head "
+                             f"for the {' and '.join(bad)} suite(s); evaluate it with glue")
     evaluators = {x: run_evaluator(config, [x], quiet) for x in suites}  # one suite at a time: an interruption keeps
     done = {(r["step"], r["suite"]) for r in run.read("evals")} if skip_done else set()  # the suites done
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -16,7 +16,7 @@ from .maskers import _COLUMNS, ANNOTATIONS, POLICIES, MaskedBatch, Masker
 from .schedules import Schedule, parse_schedule, progress
 
 # %% auto #0
-__all__ = ['MaskingCollator', 'mask_batch', 'ScheduledMaskingMixin', 'MaskingTrainer', 'masking_trainer']
+__all__ = ['MaskingCollator', 'mask_batch', 'subset_labels', 'ScheduledMaskingMixin', 'MaskingTrainer', 'masking_trainer']
 
 # %% ../nbs/02b_hf.ipynb #b64ddfc5
 _HINT = ("the Trainer drops the dataset columns its model's forward does not take; MaskingTrainer keeps the "
@@ -92,6 +92,19 @@ def mask_batch(masker:Callable,          # a policy: masker(batch, rate, generat
     if masked.attention_mask is not None: inputs["attention_mask"] = masked.attention_mask
     return inputs, masked
 
+# %% ../nbs/02b_hf.ipynb #b1a2c3d5
+def subset_labels(labels:torch.Tensor,         # [B, L] labels, -100 where nothing is predicted
+                  keep:float,                  # the share of each row's predicted positions kept, in [0, 1]
+                  generator:torch.Generator,   # on the labels' device
+                 )->torch.Tensor:              # the labels with the others set to -100
+    "Labels of a random `keep` share (rounded) of each row's predicted positions; -100 elsewhere (subset masking)."
+    check("keep", keep, RATE)
+    scored = labels != -100
+    k = torch.round(scored.sum(1, keepdim=True) * keep)
+    noise = torch.rand(labels.shape, generator=generator, device=labels.device).masked_fill(~scored, 2.0)
+    rank = noise.argsort(1).argsort(1)  # the scored positions first, in random order
+    return labels.masked_fill(rank >= k, -100)
+
 # %% ../nbs/02b_hf.ipynb #c8837fa9
 class ScheduledMaskingMixin:
     "Mask every batch inside a `Trainer`'s training loop, at the rate of the optimizer step that trains on it."
@@ -100,6 +113,7 @@ class ScheduledMaskingMixin:
                  schedule:Schedule|str="linear(0.3, 0.15)",  # the training rate over progress
                  eval_rate:float=0.15,                # the rate in evaluation; both papers evaluate at BERT's 15%
                  mask_seed:int=0,                     # with the process, step and micro-batch, seeds every mask
+                 loss_rate:float=None,                # subset masking: predict only this rate's share of the masked
                  **kwargs):
         if not callable(masker):
             raise ValueError(f"masker must be a policy, callable as masker(batch, rate, generator), got {masker!r}; "
@@ -107,13 +121,17 @@ class ScheduledMaskingMixin:
         self.masker, self.schedule = masker, parse_schedule(schedule)
         self.eval_rate = float(check("eval_rate", eval_rate, RATE))
         self.mask_seed = check("mask_seed", mask_seed, NON_NEGATIVE)
+        self.loss_rate = None if loss_rate is None else float(check("loss_rate", loss_rate, RATE))
+        if self.loss_rate is not None and getattr(masker, "format", "mlm") == "rts":
+            raise ValueError("loss_rate (subset masking) leaves out masked tokens from an MLM loss, but format 'rts' "
+                             "scores every token as replaced or not; use it with an MLM format, or drop loss_rate")
         if kwargs.get("data_collator") is None:
             tokenizer = kwargs.get("processing_class")
             if tokenizer is None:
                 raise ValueError("pass processing_class=tokenizer (or a data_collator) to the trainer")
             kwargs["data_collator"] = MaskingCollator(tokenizer, _needs(masker))
         self.last_masked = None       # the last training MaskedBatch, mask included
-        self._masked = self._selectable = 0  # tokens masked / maskable since the last training log
+        self._masked = self._selectable = self._predicted = 0  # tokens masked / maskable / scored since the last log
         self._eval_batch = 0
         super().__init__(*args, **kwargs)
 
@@ -133,6 +151,11 @@ class ScheduledMaskingMixin:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             seed = _seed(self.mask_seed, self.args.process_index, 0, step, micro)
             inputs, m = mask_batch(self.masker, batch, rate, seed)
+            if self.loss_rate is not None and rate > self.loss_rate:
+                subset = torch.Generator(device=device).manual_seed(_seed(self.mask_seed, self.args.process_index, 2,
+                                                                          step, micro))
+                inputs["labels"] = subset_labels(inputs["labels"], self.loss_rate / rate, subset)
+            self._predicted += (inputs["labels"] != -100).sum()
             self._masked += m.mask.sum()
             maskable = batch["attention_mask"].bool() & ~batch["special_tokens_mask"].bool()
             self._selectable += (m.selectable if m.selectable is not None else maskable).sum()
@@ -167,8 +190,11 @@ class ScheduledMaskingMixin:
         if "loss" in logs and self.state.global_step > 0:
             p = self.mask_progress(self.state.global_step - 1)  # the last step this log covers
             logs.update(progress=p, mask_rate=self.schedule(p))
-            if self._selectable: logs["masked_fraction"] = round(float(self._masked / self._selectable), 6)
-            self._masked = self._selectable = 0
+            if self._selectable:
+                logs["masked_fraction"] = round(float(self._masked / self._selectable), 6)
+                if self.loss_rate is not None:
+                    logs["predicted_fraction"] = round(float(self._predicted / self._selectable), 6)
+            self._masked = self._selectable = self._predicted = 0
         if any(k.startswith("eval_") for k in logs): logs["eval_mask_rate"] = self.eval_rate
         return super().log(logs, *args, **kwargs)
 

@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, PrinterCallback, TrainerCallback, TrainingArguments
-from transformers.modeling_outputs import MaskedLMOutput
+from transformers.modeling_outputs import MaskedLMOutput, TokenClassifierOutput
+from transformers.models.bert.modeling_bert import BertModel, BertPreTrainedModel, BertPredictionHeadTransform
 
 from .checks import check, one_of
 from .config import PretrainConfig
@@ -22,7 +23,8 @@ from .records import RunDir
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'peak_flops', 'mfu', 'RunRecorder', 'BertForSparseMLM', 'build_model', 'MaskvizTrainer', 'pretrain']
+__all__ = ['PEAK_FLOPS', 'OBJECTIVES', 'peak_flops', 'mfu', 'RunRecorder', 'BertForSparseMLM', 'objective', 'build_model',
+           'BertForReplacedTokenDetection', 'MaskvizTrainer', 'pretrain']
 
 # %% ../nbs/03_trainers.ipynb #12f73404
 PEAK_FLOPS = {  # dense bf16 tensor-core peak by device-name substring, FLOP/s
@@ -71,7 +73,8 @@ class RunRecorder(TrainerCallback):
         rec = {"step": step, "progress": logs.get("progress"), "mask_rate": logs.get("mask_rate"), "loss": logs["loss"],
                "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens_per_s": round(tps, 1),
                "mfu": mfu(self.params, tps, self.peak) if self.params else None, "epoch": logs.get("epoch")}
-        if "masked_fraction" in logs: rec["masked_fraction"] = logs["masked_fraction"]
+        for k in ("masked_fraction", "predicted_fraction"):  # predicted: with subset masking (loss_rate)
+            if k in logs: rec[k] = logs[k]
         self.run.append("metrics", [rec])
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -143,14 +146,52 @@ class BertForSparseMLM(BertForMaskedLM):
         return MaskedLMOutput(loss=loss, logits=logits)
 
 # %% ../nbs/03_trainers.ipynb #5cffd873
-def build_model(config:PretrainConfig, vocab_size:int) -> BertForSparseMLM:
-    "A freshly initialised BERT masked language model of the config's dimensions, with SDPA attention."
+OBJECTIVES = ("mlm", "rts")  # predict the original tokens; tell replaced tokens from the others (Ankner et al.'s RTS)
+
+def objective(masker) -> str:
+    "The training objective a masker's format asks for: 'rts' for the rts format, else 'mlm'."
+    return "rts" if getattr(masker, "format", "mlm") == "rts" else "mlm"
+
+def build_model(config:PretrainConfig, vocab_size:int, objective:str="mlm") -> BertForSparseMLM|BertForReplacedTokenDetection:
+    "A freshly initialised BERT of the config's dimensions with SDPA attention: a masked LM, or an RTS detector."
+    check("objective", objective, one_of(OBJECTIVES))
     d = config.dims
     torch.manual_seed(config.seed)
-    return BertForSparseMLM(BertConfig(vocab_size=vocab_size, hidden_size=d["hidden_size"],
-                                       num_hidden_layers=d["num_layers"], num_attention_heads=d["num_heads"],
-                                       intermediate_size=d["intermediate_size"],
-                                       max_position_embeddings=config.block_size, attn_implementation="sdpa"))
+    cls = BertForSparseMLM if objective == "mlm" else BertForReplacedTokenDetection
+    return cls(BertConfig(vocab_size=vocab_size, hidden_size=d["hidden_size"], num_hidden_layers=d["num_layers"],
+                          num_attention_heads=d["num_heads"], intermediate_size=d["intermediate_size"],
+                          max_position_embeddings=config.block_size, attn_implementation="sdpa"))
+
+# %% ../nbs/03_trainers.ipynb #c1a2c3d5
+class BertForReplacedTokenDetection(BertPreTrainedModel):
+    "BERT with a 2-way head at every position: was this token replaced? (random token substitution, RTS)"
+    def __init__(self, config:BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.transform = BertPredictionHeadTransform(config)
+        self.detector = torch.nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                **kwargs):
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           position_ids=position_ids, return_dict=True).last_hidden_state
+        logits = self.detector(self.transform(hidden))  # [B, L, 2]
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+def _check_objective(config:PretrainConfig, masker):
+    "Refuse settings that do not apply to the masker's objective, before anything is trained."
+    if objective(masker) == "rts":
+        if bad := [s for s in config.eval_suites if s in ("blimp", "mlm")]:
+            raise ValueError(f"policy {config.policy!r} with format 'rts' trains a replaced-token detector, which has "
+                             f"no MLM head for the {' and '.join(bad)} suite(s); evaluate it with glue "
+                             f"(eval_suites: [glue]), or use an MLM format")
+        if config.loss_rate is not None:
+            raise ValueError("loss_rate (subset masking) leaves masked tokens out of an MLM loss; format 'rts' scores "
+                             "every token, so drop loss_rate or use an MLM format")
 
 # %% ../nbs/03_trainers.ipynb #99ed85f5
 class MaskvizTrainer(MaskingTrainer):
@@ -181,8 +222,14 @@ def _training_args(config:PretrainConfig, run:RunDir) -> TrainingArguments:
         warmup_steps=config.warmup, lr_scheduler_type=config.lr_schedule, optim=config.optimizer,
         max_grad_norm=config.max_grad_norm, logging_steps=config.log_every, save_strategy="steps",
         save_steps=config.save_every, seed=config.seed, bf16=config.bf16, torch_compile=config.compile,
-        use_cpu=not torch.cuda.is_available(), report_to=[], dataloader_num_workers=config.workers,
-        disable_tqdm=not config.progress_bar)
+        use_cpu=not torch.cuda.is_available(), report_to=list(config.report_to), run_name=run.path.name,
+        dataloader_num_workers=config.workers, disable_tqdm=not config.progress_bar)
+
+def _tracker_folders(trainer, run:RunDir):
+    "TensorBoard writes into RUN_DIR/tensorboard (not beside the checkpoints), unless TENSORBOARD_LOGGING_DIR says."
+    for cb in trainer.callback_handler.callbacks:
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", None) is None:
+            cb.logging_dir = str(run.path/"tensorboard")
 
 def pretrain(config:PretrainConfig,          # the run's config
              evaluator:Callable|None=None,   # evaluator(model, tokenizer, step) -> records; None: the config's suites
@@ -215,24 +262,26 @@ def pretrain(config:PretrainConfig,          # the run's config
             if args.process_index == 0 and not run.tokenizer_dir.exists(): tokenizer.save_pretrained(run.tokenizer_dir)
             masker = make_masker(config.policy, tokenizer, **config.policy_options)
             annotate = bool({"pos_ids", "ent_ids"} & set(_needs(masker)))
+            _check_objective(config, masker)
             blocks = make_blocks(corpus, tokenizer, block_size=config.block_size, annotate=annotate)
         if evaluator is None and config.eval_suites:
             from maskviz.evals import run_evaluator
             evaluator = run_evaluator(config)  # loads its data now: a bad suite setting fails before training
-        model = build_model(config, len(tokenizer))
+        model = build_model(config, len(tokenizer), objective(masker))
         if hasattr(evaluator, "preflight"): evaluator.preflight(tokenizer, model.config.max_position_embeddings)
         tokens_per_step = config.batch_size * config.grad_accum * args.world_size * config.block_size
         recorder = RunRecorder(run, tokens_per_step, evaluator, tokenizer, config.eval_every, peak_flops(args.device))
         if args.process_index == 0:
             run.update_config(schedule=parse_schedule(config.schedule).to_dict(), policy=masker.to_dict(),
-                              model={**config.dims, "vocab_size": len(tokenizer),
+                              model={**config.dims, "vocab_size": len(tokenizer), "objective": objective(masker),
                                      "params": sum(p.numel() for p in model.parameters())},
                               data={"blocks": len(blocks), "tokens_per_step": tokens_per_step,
                                     "world_size": args.world_size},
                               versions=_versions())
         trainer = MaskvizTrainer(model=model, args=args, train_dataset=blocks, processing_class=tokenizer,
                                  callbacks=[recorder, *callbacks], run=run, masker=masker, schedule=config.schedule,
-                                 eval_rate=config.eval_rate, mask_seed=config.seed)
+                                 eval_rate=config.eval_rate, mask_seed=config.seed, loss_rate=config.loss_rate)
+        _tracker_folders(trainer, run)
         if not config.progress_bar: trainer.remove_callback(PrinterCallback)  # it replaces the bar by printed logs
         try: trainer.train(resume_from_checkpoint=str(last) if last else None)
         except pickle.UnpicklingError as e:  # the Trainer reads checkpoints with torch.load(weights_only=True)

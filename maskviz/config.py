@@ -87,7 +87,7 @@ class PretrainConfig:
     policy: str = setting("random", TEXT)                       # a masking policy (maskviz.maskers.make_masker)
     policy_options: dict = setting({}, mapping('a mapping of make_masker options, e.g. {"exact": true}'))  # options
     eval_rate: float = setting(0.15, RATE)                      # the masking rate of evaluation losses
-    loss_rate: float|None = setting(None, optional(RATE, "every masked token"))  # subset masking: the loss on a random share of the masked tokens sized to this rate
+    loss_rate: float|None = setting(None, optional(RATE, "every masked token"))  # subset masking: loss on this rate
     # data
     corpus: str = setting("wikitext-2", TEXT)     # load_corpus source: a named corpus, a local path or a hub id
     split: str = setting("train", TEXT)           # the corpus split
@@ -251,7 +251,8 @@ def save_config(config:PretrainConfig, path:str|Path) -> Path:
 # %% ../nbs/00a_config.ipynb #edb31f90
 def _defaults() -> dict:
     "Every PretrainConfig field's default."
-    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in fields(PretrainConfig)}
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in fields(PretrainConfig)}
 
 def compute_settings(config:PretrainConfig|dict) -> dict:
     """The settings that decide what a run computes: all but RUN_LOCATION_KEYS. A setting missing from a recorded

@@ -152,7 +152,9 @@ def objective(masker) -> str:
     "The training objective a masker's format asks for: 'rts' for the rts format, else 'mlm'."
     return "rts" if getattr(masker, "format", "mlm") == "rts" else "mlm"
 
-def build_model(config:PretrainConfig, vocab_size:int, objective:str="mlm") -> BertForSparseMLM|BertForReplacedTokenDetection:
+def build_model(config:PretrainConfig, vocab_size:int,
+                objective:str="mlm", # one of OBJECTIVES
+               )->BertForSparseMLM|BertForReplacedTokenDetection:
     "A freshly initialised BERT of the config's dimensions with SDPA attention: a masked LM, or an RTS detector."
     check("objective", objective, one_of(OBJECTIVES))
     d = config.dims

@@ -24,7 +24,7 @@ from .schedules import PAPER_SCHEDULES, Schedule, constant, mean_rate, schedule_
 __all__ = ['COMPARED_POLICIES', 'CORPUS_COLOR', 'PALETTE', 'SUMMARY_COLUMNS', 'INSPECTOR_TEXT', 'DASHES', 'RATE_AXIS',
            'plot_schedules', 'budget_text', 'colors_for', 'plot_pos', 'plot_zipf', 'plot_rank_bins', 'plot_divergence',
            'summary_table', 'plot_mask_profiles', 'with_sentinels', 'inspect_masking', 'mask_html', 'plot_trajectories',
-           'plot_trajectory_grid', 'plot_training']
+           'plot_trajectory_grid', 'plot_training', 'plot_comparison', 'plot_speedups']
 
 # %% ../nbs/06a_figures.ipynb #b62f8d4e
 def _text(s) -> str:
@@ -490,4 +490,92 @@ def plot_training(metrics:pd.DataFrame, # Runs.metrics: run, group, step, loss, 
                       hovermode="x unified", legend_title_text="run", yaxis_title=_text(y),
                       xaxis=dict(title="optimizer step", tickformat=","),
                       yaxis2=RATE_AXIS, legend=_BELOW)
+    return fig
+
+# %% ../nbs/06a_figures.ipynb #e1a2c3d5
+def _runs_text(n) -> str:
+    "How many runs the means are over, in words."
+    n = sorted({int(x) for x in n})
+    if n == [1]: return "one run per group: no interval, no test"
+    return f"mean over {'/'.join(map(str, n))} runs per group (seeds), 95% t-interval"
+
+def plot_comparison(table:pd.DataFrame,   # from compare.compare_groups
+                    measures:list=None,   # the measures (labels) to draw; None: every measure of the table
+                    cols:int=3,           # panels per row
+                    colors:dict=None,     # {group: colour}; None: in order
+                    title:str=None,
+                   )->go.Figure:
+    "Each group's mean on each measure with its 95% interval, and its test against the baseline."
+    need = {"measure", "group", "mean", "ci_low", "ci_high", "n", "verdict", "is_baseline"}
+    if not isinstance(table, pd.DataFrame) or not need <= set(table.columns):
+        raise ValueError(f"table must come from maskviz.compare.compare_groups (columns {sorted(need)})")
+    have = list(dict.fromkeys(table.measure))
+    measures = have if measures is None else list(measures)
+    for m in measures: check("measure", m, one_of(have))
+    groups = list(dict.fromkeys(table.group))
+    color = _group_colors(groups, colors)
+    cols = min(cols, len(measures))
+    rows = math.ceil(len(measures) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_text(m) for m in measures],
+                        horizontal_spacing=0.08, vertical_spacing=0.18)
+    for i, m in enumerate(measures):
+        d = table[table.measure == m].set_index("group").reindex([g for g in groups if g in set(table.group)])
+        d = d[d["mean"].notna()]
+        r, c = i // cols + 1, i % cols + 1
+        err = (d.ci_high - d["mean"]).where(d.n > 1)
+        marks = ["" if b else ("*" if s else "ns" if np.isfinite(q) else "")
+                 for b, s, q in zip(d.is_baseline, d.significant, d.q)]
+        fig.add_bar(x=[_text(g) for g in d.index], y=d["mean"], row=r, col=c, showlegend=False, meta=m,
+                    marker_color=[color[g] for g in d.index], text=marks, textposition="outside",
+                    error_y=dict(type="data", array=err.fillna(0).to_numpy(), visible=bool(err.notna().any())),
+                    customdata=np.stack([d.n, d.ci_low, d.ci_high, [_text(v) for v in d.verdict]], axis=1),
+                    hovertemplate=("%{x}: %{y:.4g} (%{customdata[0]} runs; 95% CI %{customdata[1]:.4g} to "
+                                   "%{customdata[2]:.4g})<br>%{customdata[3]}<extra></extra>"))
+        base = d[d.is_baseline]
+        if len(base):
+            fig.add_hline(y=float(base["mean"].iloc[0]), row=r, col=c, line=dict(color="#666", dash="dash", width=1))
+        shown = [*d["mean"], *d.ci_low.dropna(), *d.ci_high.dropna()]
+        metric = table[table.measure == m].get("metric")
+        rng = _value_range(metric.iloc[0], shown, min_span=0.01) if metric is not None else None
+        if rng is None and shown:  # unbounded (a loss): the span of the values, padded
+            lo, hi = min(shown), max(shown)
+            pad = max(0.15 * (hi - lo), 1e-3)
+            rng = [lo - pad, hi + pad]
+        fig.update_yaxes(range=rng, row=r, col=c)
+    fig.update_layout(template="plotly_white", height=330 * rows, bargap=0.35,
+                      title=title or f"{_text(table.attrs.get('baseline', ''))} is the dashed baseline; "
+                                     f"{_runs_text(table.n)}; * significant, ns not (BH, one-sided)")
+    return fig
+
+def plot_speedups(speed:pd.DataFrame,   # from compare.speedup_intervals
+                  title:str=None,
+                  colors:dict=None,
+                 )->go.Figure:
+    "Each group's speedup to the baseline's final score, with its bootstrap interval over seeds."
+    need = {"group", "speedup", "ci_low", "ci_high", "reached", "runs", "target"}
+    if not isinstance(speed, pd.DataFrame) or not need <= set(speed.columns):
+        raise ValueError(f"speed must come from maskviz.compare.speedup_intervals (columns {sorted(need)})")
+    groups = list(speed.group)
+    color = _group_colors(groups, colors)
+    d = speed.assign(shown=speed.speedup.where(np.isfinite(speed.speedup)))
+    fig = go.Figure()
+    fig.add_vline(x=1.0, line=dict(color="#666", dash="dash", width=1))
+    ok = d[d.shown.notna()]
+    fig.add_scatter(x=ok.shown, y=[_text(g) for g in ok.group], mode="markers", name="speedup",
+                    marker=dict(size=12, color=[color[g] for g in ok.group]),
+                    error_x=dict(type="data", symmetric=False, array=(ok.ci_high - ok.shown).fillna(0).to_numpy(),
+                                 arrayminus=(ok.shown - ok.ci_low).fillna(0).to_numpy(),
+                                 visible=bool((ok.runs > 1).any())),
+                    customdata=np.stack([ok.ci_low, ok.ci_high, ok.reached * 100], axis=1),
+                    hovertemplate=("%{y}: %{x:.2f}x (95% bootstrap interval %{customdata[0]:.2f} to "
+                                   "%{customdata[1]:.2f}; reached in %{customdata[2]:.0f}% of resamples)"
+                                   "<extra></extra>"))
+    never = d[d.shown.isna()]
+    if len(never):
+        fig.add_scatter(x=[1.0] * len(never), y=[_text(g) for g in never.group], mode="text", text="never reaches it",
+                        textposition="middle right", showlegend=False, hoverinfo="skip")
+    runs = _runs_text(speed.runs).replace("95% t-interval", "95% bootstrap interval")
+    fig.update_layout(template="plotly_white", showlegend=False, height=120 + 45 * len(groups),
+                      xaxis=dict(title="times sooner than the baseline (1 = as soon)", rangemode="tozero"),
+                      title=title or f"steps to the baseline's final score {speed.target.iloc[0]:.4g}: {runs}")
     return fig

@@ -16,8 +16,8 @@ from .analysis import Runs, load_runs, mask_profiles, speedup_to_target, traject
 from .corpora import make_blocks
 from .data import load_corpus, load_tokenizer
 from .metrics import TASK_METRICS
-from .figures import (plot_mask_profiles, plot_rank_bins, plot_schedules, plot_training, plot_trajectories,
-                             plot_trajectory_grid, summary_table)
+from .figures import (plot_comparison, plot_mask_profiles, plot_rank_bins, plot_schedules, plot_speedups,
+                             plot_training, plot_trajectories, plot_trajectory_grid, summary_table)
 from .schedules import parse_schedule
 
 # %% auto #0
@@ -96,6 +96,61 @@ def _mask_section(runs:Runs, max_blocks:int) -> list:
     out.append(("Frequency ranks of the masked tokens", "", plot_rank_bins(profiles["rank"], rates[-1])))
     return out
 
+# %% ../nbs/06b_report.ipynb #f1a2c3d5
+def _sweep_paper(runs:Runs) -> dict|None:
+    "The paper's numbers of the sweep the runs belong to (its sweep.yaml beside them), if any."
+    parents = {Path(p).parent for p in runs.configs.path}
+    if len(parents) != 1 or not (f := next(iter(parents))/"sweep.yaml").is_file(): return None
+    import yaml
+    try: return (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("paper")
+    except yaml.YAMLError: return None
+
+def _comparison_table(table:pd.DataFrame) -> pd.DataFrame:
+    "compare_groups's table as a reader wants it: numbers rounded, intervals as ranges, the verdict in words."
+    num = lambda v: "" if not math.isfinite(v) else f"{v:.4g}"
+    return pd.DataFrame({
+        "measure": table.measure, "group": table.group, "runs": table.n, "mean": table["mean"].map(num),
+        "95% CI": [f"{num(a)} to {num(b)}" if n > 1 else "" for a, b, n in zip(table.ci_low, table.ci_high, table.n)],
+        "vs baseline": [("" if b else f"{d:+.4g}") for d, b in zip(table.difference, table.is_baseline)],
+        "intervals apart": ["" if b else ("yes" if s else "no") for s, b in zip(table.separated, table.is_baseline)],
+        "verdict": table.verdict})
+
+def _comparison(runs:Runs, baseline:str, paper:dict|None) -> list:
+    "The sections that compare groups over their seeds."
+    from maskviz.compare import Measure, compare_groups, speedup_intervals
+    try: table = compare_groups(runs, baseline)
+    except ValueError as e: return [("Comparison over seeds", f"Not computed: {e}", None)]
+    sig = table[table.significant & ~table.is_baseline]
+    apart = table[table.separated]
+    said = (f"{len(sig)} of {int((~table.is_baseline).sum())} differences are significant at a false discovery rate "
+            f"of 5% (one-sided Welch t-tests against {baseline}, Benjamini-Hochberg over the whole table)"
+            f"{', and ' + str(len(apart)) + ' have non-overlapping 95% intervals' if len(sig) else ''}.")
+    out = [("Comparison over seeds", said, _comparison_table(table)),
+           ("Comparison over seeds: figure", "", plot_comparison(table))]
+    speeds = []
+    for suite, task, metric in (("glue", "average", "headline"), ("blimp", "overall", "pll_accuracy"),
+                                ("mlm", "rate=0.15", "loss")):
+        if not _evaluated(runs, suite, task, metric): continue
+        t = trajectory(runs, suite, task, metric)
+        if t.step.nunique() < 2: continue
+        sp = speedup_intervals(t, baseline)
+        speeds.append((f"Speedup on {Measure(suite, task, metric).label}",
+                       "Steps at which each group's mean first reaches the baseline's final mean (interpolated "
+                       "between evaluations), as a ratio to the baseline's; the interval resamples the runs of every "
+                       "group.", plot_speedups(sp, title=None)))
+    out += speeds
+    if paper and paper.get("values"):
+        first = table.measure.iloc[0]
+        ours = table[table.measure == first].set_index("group")
+        rows = [{"group": g, f"paper: {paper.get('measure', '')}": v,
+                 "paper: vs baseline": v - paper["values"].get(baseline, math.nan),
+                 f"ours: {first}": ours["mean"].get(g, math.nan),
+                 "ours: verdict": ours.verdict.get(g, "not run")} for g, v in paper["values"].items()]
+        out.append(("The paper's numbers beside ours", f"{paper.get('source', '')}. Ours: "
+                    f"{table.measure.iloc[0]}, the first measure of the table above, at this sweep's scale.",
+                    pd.DataFrame(rows)))
+    return out
+
 # %% ../nbs/06b_report.ipynb #25762073
 def _tasks(runs:Runs, suite:str, prefix:str="") -> list[str]:
     "The tasks of a suite starting with `prefix`, for the per-task grids."
@@ -106,14 +161,18 @@ def report_sections(runs:Runs,          # from analysis.load_runs
                     baseline:str=None,  # the group for speedups; None: `default_baseline`
                     mask_stats:bool=True, # include what the policies mask (reads and annotates the first run's corpus)
                     max_blocks:int=200,  # blocks for the mask statistics
+                    paper:dict=None,     # the paper's numbers {measure, source, values: {group: value}}; None: the
+                                         # sweep's (sweep.yaml beside the runs), if any
                    )->list[tuple]:       # (title, text, figure | DataFrame | html | None)
     "The report's sections for the runs: only those the records hold."
     baseline = default_baseline(runs) if baseline is None else baseline
+    paper = _sweep_paper(runs) if paper is None else paper
     rates = runs.metrics if len(runs.metrics) else None
     by_group = runs.configs.drop_duplicates("group")
     speedups = (f"; speedups are how many times sooner a run first reaches the final score of {baseline} "
                 "(linear interpolation between evaluations)." if baseline else ".")
     out = [("Summary", "One row per run; the last value of each evaluation" + speedups, run_summary(runs, baseline))]
+    if baseline is not None and runs.configs.group.value_counts().max() > 1: out += _comparison(runs, baseline, paper)
     steps = int(runs.configs.steps.max())
     schedules = plot_schedules(dict(zip(by_group.group, by_group.schedule)), total_steps=steps)
     out.append(("Masking-rate schedules", "", schedules))

@@ -500,6 +500,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'maskviz/trainers.py'),
                                   'maskviz.trainers.RunRecorder': ('trainers.html#runrecorder', 'maskviz/trainers.py'),
                                   'maskviz.trainers.RunRecorder.__init__': ('trainers.html#runrecorder.__init__', 'maskviz/trainers.py'),
+                                  'maskviz.trainers.RunRecorder._evaluate': ('trainers.html#runrecorder._evaluate', 'maskviz/trainers.py'),
                                   'maskviz.trainers.RunRecorder.on_log': ('trainers.html#runrecorder.on_log', 'maskviz/trainers.py'),
                                   'maskviz.trainers.RunRecorder.on_step_end': ( 'trainers.html#runrecorder.on_step_end',
                                                                                 'maskviz/trainers.py'),

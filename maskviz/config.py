@@ -111,6 +111,7 @@ class PretrainConfig:
     save_every: int = setting(1000, POSITIVE)     # optimizer steps between checkpoints
     # evaluation at checkpoints (maskviz.evals), written to evals.jsonl
     eval_every: int|None = setting(None, optional(POSITIVE, "evaluate at the end only"))  # steps between evaluations
+    eval_at_start: bool = setting(True, BOOL)        # also evaluate the untrained model, at step 0
     eval_suites: list[str] = setting([], list_of(one_of(EVAL_SUITES), f"a list of suites from {', '.join(EVAL_SUITES)},"
                                                  ' e.g. ["blimp", "mlm"]', nonempty=False))  # []: none
     eval_blimp_paradigms: list[str]|None = setting(None, _NAMES, many=True)  # BLiMP paradigm UIDs; None: all 67

@@ -4,10 +4,11 @@
 
 # %% ../nbs/03_trainers.ipynb #f925089d
 from __future__ import annotations
-import contextlib, importlib.metadata, pickle, sys, time
+import contextlib, importlib.metadata, pickle, random, sys, time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from transformers import BertConfig, BertForMaskedLM, PrinterCallback, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import MaskedLMOutput, TokenClassifierOutput
@@ -52,10 +53,11 @@ class RunRecorder(TrainerCallback):
                  tokenizer=None,                  # passed to the evaluator
                  eval_every:int|None=None,        # steps between evaluations; None: at the end only
                  peak:float|None=None,            # the device's peak FLOP/s, for mfu
+                 at_start:bool=False,             # also evaluate the untrained model (step 0)
                 ):
         self.run = run if isinstance(run, RunDir) else RunDir(run)
         self.tokens_per_step, self.evaluator, self.tokenizer = tokens_per_step, evaluator, tokenizer
-        self.eval_every, self.peak = eval_every, peak
+        self.eval_every, self.peak, self.at_start = eval_every, peak, at_start
         self._t, self._step, self.params = None, 0, None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -63,6 +65,9 @@ class RunRecorder(TrainerCallback):
         self.params = sum(p.numel() for p in model.parameters()) if model is not None else None
         if state.is_world_process_zero:
             for name in ("metrics", "evals"): self.run.truncate(name, state.global_step)
+            start = self.at_start and state.global_step == 0 and self.evaluator is not None
+            if start and not any(r.get("step") == 0 for r in self.run.read("evals")):  # not yet: a restart keeps it
+                self._evaluate(model, 0)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if "loss" not in logs: return  # evaluation logs and the end-of-training summary
@@ -81,10 +86,19 @@ class RunRecorder(TrainerCallback):
         step = state.global_step
         due = step == state.max_steps or (self.eval_every and step % self.eval_every == 0)
         if self.evaluator is None or not due or not state.is_world_process_zero: return
+        self._evaluate(model, step)
+
+    def _evaluate(self, model, step:int):
+        "Run the evaluator on the model and append its records, at `step`; training's random state is left as it was."
         was_training, started = model.training, time.perf_counter()
         model.eval()
-        try: records = self.evaluator(model, self.tokenizer, step) or []
+        states = random.getstate(), np.random.get_state()
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # GLUE fine-tuning reseeds: training must not notice
+                records = self.evaluator(model, self.tokenizer, step) or []
         finally:
+            random.setstate(states[0]); np.random.set_state(states[1])
             model.train(was_training)
             if self._t is not None: self._t += time.perf_counter() - started  # tokens/s counts training time only
         self.run.append("evals", [{"step": step, **{k: v for k, v in r.items() if k != "step"}} for r in records])
@@ -272,7 +286,8 @@ def pretrain(config:PretrainConfig,          # the run's config
         model = build_model(config, len(tokenizer), objective(masker))
         if hasattr(evaluator, "preflight"): evaluator.preflight(tokenizer, model.config.max_position_embeddings)
         tokens_per_step = config.batch_size * config.grad_accum * args.world_size * config.block_size
-        recorder = RunRecorder(run, tokens_per_step, evaluator, tokenizer, config.eval_every, peak_flops(args.device))
+        recorder = RunRecorder(run, tokens_per_step, evaluator, tokenizer, config.eval_every, peak_flops(args.device),
+                               at_start=config.eval_at_start)
         if args.process_index == 0:
             run.update_config(schedule=parse_schedule(config.schedule).to_dict(), policy=masker.to_dict(),
                               model={**config.dims, "vocab_size": len(tokenizer), "objective": objective(masker),

@@ -44,8 +44,9 @@ def test_rates_records_resume_and_finished_runs(shared_data, tmp_path, capfd):
     metrics = run.read("metrics")
     _check_rows(metrics, cfg)
     assert all(m["tokens_per_s"] > 0 and m["mfu"] is None and m["loss"] > 0 for m in metrics)
-    assert [(e["step"], e["suite"], e["value"]) for e in run.read("evals")] == [(5, "demo", 0.5), (10, "demo", 1.0)]
-    assert calls == [(False, 5), (False, 10)]  # the evaluator sees the model in eval mode
+    assert [(e["step"], e["suite"], e["value"]) for e in run.read("evals")] == [(0, "demo", 0.0), (5, "demo", 0.5),
+                                                                               (10, "demo", 1.0)]
+    assert calls == [(False, 0), (False, 5), (False, 10)]  # the untrained model too; each seen in eval mode
     record = run.read_config()
     assert record["config"] == cfg.to_dict()
     assert record["schedule"] == {"family": "linear", "start": 0.5, "end": 0.1}
@@ -64,7 +65,7 @@ def test_rates_records_resume_and_finished_runs(shared_data, tmp_path, capfd):
     capfd.readouterr()
     assert pretrain(cfg, evaluator=evaluator) == run.path
     assert "run already finished at step 10" in capfd.readouterr().err
-    assert (run.path/"metrics.jsonl").read_bytes() == before and len(calls) == 2
+    assert (run.path/"metrics.jsonl").read_bytes() == before and len(calls) == 3
 
     # another config in the same folder is refused, naming what differs
     with pytest.raises(ValueError, match=r"holds a run of another config \(steps: 10 -> 20\)"):
@@ -87,7 +88,7 @@ def test_rates_records_resume_and_finished_runs(shared_data, tmp_path, capfd):
     resumed = died.read("metrics")
     _check_rows(resumed, cfg)
     assert [m["loss"] for m in resumed] == pytest.approx([m["loss"] for m in metrics], rel=1e-5)  # same data, masks, weights
-    assert [e["step"] for e in died.read("evals")] == [5, 10]
+    assert [e["step"] for e in died.read("evals")] == [0, 5, 10]
     assert calls == [(False, 10)]
 
     # resuming from an older checkpoint, which keeps no optimizer state, says that the steps after it will differ
@@ -227,3 +228,19 @@ def test_ddp_two_processes_same_rates_different_masks(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"trained by 2 process\(es\) and is resumed by 1"):
         shutil.rmtree(run.checkpoints()[6])
         pretrain(cfg)
+
+
+def test_evaluations_leave_training_as_it_was(shared_data, tmp_path, one_thread):
+    "An evaluator that reseeds (as GLUE fine-tuning does) at steps 0 and 5 changes no training step."
+    import random
+    import numpy as np
+    import torch
+    def reseeding(model, tokenizer, step):
+        torch.manual_seed(123); np.random.seed(123); random.seed(123)
+        return [{"suite": "demo", "task": "t", "metric": "m", "value": float(torch.rand(1))}]
+    plain = RunDir(pretrain(tiny_config(shared_data, tmp_path/"plain", eval_at_start=False)))
+    evaluated = RunDir(pretrain(tiny_config(shared_data, tmp_path/"evaluated", eval_every=5,
+                                            tokenizer=str(plain.tokenizer_dir)), evaluator=reseeding))
+    assert [e["step"] for e in evaluated.read("evals")] == [0, 5, 10]
+    loss = lambda run: [m["loss"] for m in run.read("metrics")]
+    assert loss(evaluated) == pytest.approx(loss(plain), rel=1e-6)

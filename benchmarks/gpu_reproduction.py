@@ -47,7 +47,8 @@ device = "cuda" if torch.cuda.is_available() else "cpu"
 model = build_model(PretrainConfig(model=model_name, block_size=128), len(tok)).to(device).eval()
 if device == "cuda": model = model.to(torch.bfloat16)
 names = None if paradigms == "all" else paradigms.split(",")
-blimp_scores(model, tok, names[:1] if names else ["anaphor_number_agreement"], 5, batch_size=batch, quiet=True)  # warm-up
+warm = names[:1] if names else ["anaphor_number_agreement"]
+blimp_scores(model, tok, warm, 5, batch_size=batch, quiet=True)  # warm-up
 if device == "cuda": torch.cuda.synchronize()
 t = time.perf_counter()
 scored = blimp_scores(model, tok, names, pairs, batch_size=batch, quiet=True)
@@ -64,7 +65,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="tiny models and a few steps, on the CPU")
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu-out"), help="where the log and records go ($OUT)")
-    ap.add_argument("--total", type=float, default=540, help="seconds for all three stages (the command's limit is 600)")
+    ap.add_argument("--total", type=float, default=540, help="seconds for the three stages (a command's limit: 600)")
     args = ap.parse_args()
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("MASKVIZ_DATA"):

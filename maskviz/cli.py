@@ -289,6 +289,9 @@ def demo_command(args:argparse.Namespace) -> int:
         blimp = pd.DataFrame({name: _eval_table(Path(run), "blimp").iloc[:, 0] for name, run in runs.items()})
         print("\nBLiMP accuracy (subset) by step:")
         print(blimp.to_string())
+    print("\nOne seed per schedule: the differences above cannot be told apart from the spread between seeds, which "
+          "this demo does not measure. To test them (means with 95% intervals, one-sided t-tests against constant 15%),"
+          " run a sweep over seeds: maskviz sweep ankner-main --steps 300 (see the reproduction page of the docs).")
     from maskviz.report import write_report
     page = write_report(runs, Path(args.out)/"report.html", title="maskviz demo: masking-rate schedules at small scale")
     print(f"\nDone in {(time.perf_counter() - t) / 60:.1f} min. "

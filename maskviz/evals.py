@@ -26,8 +26,8 @@ from .records import RunDir, load_pretrained
 # %% auto #0
 __all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK', 'SUITES',
            'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average',
-           'glue_tasks_present', 'glue_finetune', 'mlm_eval', 'evaluate', 'suite_evaluator', 'run_evaluator',
-           'checkpoint_steps', 'evaluate_run']
+           'glue_tasks_present', 'glue_finetune', 'glue_majority', 'mlm_eval', 'evaluate', 'suite_evaluator',
+           'run_evaluator', 'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -266,6 +266,24 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     preds = logits.reshape(-1) if regression else logits.argmax(-1)
     return [{"suite": "glue", "task": name, "metric": m, "value": v, "seed": seed}
             for m, v in glue_metrics(name, preds, np.asarray(dev["label"])).items()]
+
+# %% ../nbs/04_evals.ipynb #a9a2c3d5
+def glue_majority(task:str,              # a GLUE task in GLUE_FINETUNE_TASKS
+                  max_eval:int=None,     # the dev subset glue_finetune scores (the same fixed subset)
+                  data_dir:str|Path=None,
+                 )->list[dict]:          # records like glue_finetune's, with seed None
+    "The metrics of predicting the training set's majority label (STS-B: its mean score) for every dev example."
+    name = _glue_task(task).name
+    if name not in GLUE_FINETUNE_TASKS: check("task", task, one_of(GLUE_FINETUNE_TASKS))
+    train = np.asarray(load_glue(name, "train", data_dir)["label"])
+    labels = np.asarray(_subset(load_glue(name, _eval_split(name), data_dir), max_eval)["label"])
+    regression = GLUE_TASKS[name].label_names is None
+    if regression:  # a constant score correlates with nothing: its correlations are undefined, no skill is 0
+        return [{"suite": "glue", "task": name, "metric": m.name, "value": 0.0, "seed": None}
+                for m in task_metrics("glue", name)]
+    preds = np.full(len(labels), np.bincount(train.astype(np.int64)).argmax())
+    return [{"suite": "glue", "task": name, "metric": m, "value": v, "seed": None}
+            for m, v in glue_metrics(name, preds, labels).items()]
 
 # %% ../nbs/04_evals.ipynb #2d873bda
 MLM_MASK_CHUNK = 256  # blocks masked per draw: fixed, so that the masks do not depend on batch_size

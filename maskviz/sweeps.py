@@ -18,8 +18,8 @@ from .records import RunDir
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['ENGINES', 'CHECKPOINT_KEEPING', 'CPU_BASE', 'SWEEP_PRESETS', 'Sweep', 'schedule_label', 'value_label', 'Cell', 'plan',
-           'cell_state', 'train_cell', 'SweepResult', 'run_sweep', 'load_sweep']
+__all__ = ['ENGINES', 'CHECKPOINT_KEEPING', 'RECORD_FILES', 'CPU_BASE', 'SWEEP_PRESETS', 'Sweep', 'schedule_label', 'value_label',
+           'Cell', 'plan', 'cell_state', 'train_cell', 'SweepResult', 'run_sweep', 'export_records', 'load_sweep']
 
 # %% ../nbs/03b_sweeps.ipynb #cd9c23e5
 ENGINES = ("local", "ray", "submitit")   # where the cells run: this machine, a Ray cluster, Slurm via submitit
@@ -322,6 +322,27 @@ def run_sweep(sweep:Sweep,                # the sweep (see load_sweep)
     return result
 
 # %% ../nbs/03b_sweeps.ipynb #b0313849
+RECORD_FILES = ("config.json", "metrics.jsonl", "evals.jsonl")  # what export_records keeps of each cell
+
+def export_records(sweep_dir:str|Path,   # a sweep's folder
+                   dest:str|Path,        # the folder to copy to (created; must not hold anything else)
+                   tokenizer:bool=True,  # also the shared tokenizer (about 0.3 MB for 8k tokens)
+                  )->Path:               # dest
+    "Copy a sweep's run records (no checkpoints, no per-cell tokenizers) to `dest`."
+    src, dest = Path(sweep_dir), Path(dest)
+    if not (src/"sweep.yaml").is_file(): raise FileNotFoundError(f"{src} is not a sweep folder (no sweep.yaml)")
+    if dest.exists() and any(dest.iterdir()) and not (dest/"sweep.yaml").is_file():
+        raise ValueError(f"{dest} holds files but no sweep; choose an empty or new folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src/"sweep.yaml", dest/"sweep.yaml")
+    if tokenizer and (src/"tokenizer").is_dir(): shutil.copytree(src/"tokenizer", dest/"tokenizer", dirs_exist_ok=True)
+    for cell in sorted(p for p in src.iterdir() if RunDir.is_run(p)):
+        (dest/cell.name).mkdir(exist_ok=True)
+        for f in RECORD_FILES:
+            if (cell/f).is_file(): shutil.copy2(cell/f, dest/cell.name/f)
+    return dest
+
+# %% ../nbs/03b_sweeps.ipynb #a1f89782
 def _sweep_from(values:dict, where:str, folder:Path=None) -> Sweep:
     "A Sweep from a mapping, its keys checked; a base given as a path is read relative to `folder`."
     known = {f.name for f in fields(Sweep)}
@@ -366,7 +387,7 @@ def load_sweep(source:str|Path,             # a sweep YAML file or a preset name
     if output_dir is not None: sweep.output_dir = str(output_dir)
     return sweep
 
-# %% ../nbs/03b_sweeps.ipynb #98e34d23
+# %% ../nbs/03b_sweeps.ipynb #11e56bbe
 CPU_BASE = dict(  # the smallest CPU configuration at which the schedules' differences exceed the seed spread
     model="tiny", corpus="corpus/enwiki_2015_wikiextractor", max_lines=60_000, vocab_size=8192, block_size=128,
     batch_size=32, steps=2000, lr=1e-3, warmup=0.06, log_every=20, save_every=500, eval_every=500,

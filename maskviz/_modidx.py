@@ -20,6 +20,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'maskviz.analysis._profile': ('analysis.html#_profile', 'maskviz/analysis.py'),
                                   'maskviz.analysis._rank_frequency': ('analysis.html#_rank_frequency', 'maskviz/analysis.py'),
                                   'maskviz.analysis._rates': ('analysis.html#_rates', 'maskviz/analysis.py'),
+                                  'maskviz.analysis._ratio': ('analysis.html#_ratio', 'maskviz/analysis.py'),
                                   'maskviz.analysis._run_folders': ('analysis.html#_run_folders', 'maskviz/analysis.py'),
                                   'maskviz.analysis._share': ('analysis.html#_share', 'maskviz/analysis.py'),
                                   'maskviz.analysis._steps_to': ('analysis.html#_steps_to', 'maskviz/analysis.py'),

@@ -496,6 +496,10 @@ def trajectory(runs,              # `Runs` from `load_runs`, or anything `load_r
     return df.assign(suite=suite, task=task, metric=metric)[columns].reset_index(drop=True)
 
 # %% ../nbs/05_analysis.ipynb #6d996401
+def _ratio(a:float, b:float) -> float:
+    "a / b, with x / 0 = inf (reached before training) and 0 / 0 = NaN (neither moved: no speedup to speak of)."
+    with np.errstate(divide="ignore", invalid="ignore"): return float(np.float64(a) / np.float64(b))
+
 def _steps_to(curve:pd.Series, target:float, higher_is_better:bool) -> float:
     "First step where `curve` (values by step) reaches `target`, interpolated linearly between the evaluations."
     steps, v = curve.index.to_numpy(float), curve.to_numpy(float)
@@ -541,7 +545,7 @@ def speedup_to_target(traj:pd.DataFrame,          # one evaluation over training
         steps = _steps_to(d.groupby("step")["value"].mean(), target, higher_is_better)
         labels = dict(zip(["run", "group"], key)) if by == "run" else {"group": key}
         rows.append(dict(**labels, target=target, steps_to_target=steps, baseline_steps=baseline_steps,
-                         speedup=baseline_steps / steps))
+                         speedup=_ratio(baseline_steps, steps)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_analysis.ipynb #93355299

@@ -359,8 +359,10 @@ def test_trajectory_of_real_runs(shared_data, tmp_path, one_thread):
     assert runs.metrics.step.tolist() == [1, 2, 3, 4]
     assert runs.metrics.mask_rate.tolist() == [parse_schedule("linear(0.4, 0.2)").at(s - 1, 4) for s in (1, 2, 3, 4)]
     t = trajectory(runs, "mlm")
-    assert t.step.tolist() == [2, 4] and t.mask_rate.tolist() == pytest.approx([0.35, 0.25]) and (t.value > 0).all()
-    assert t.mask_rate.tolist() == runs.metrics.set_index("step").mask_rate[[2, 4]].tolist()  # the rates metrics.jsonl logged
+    # step 0: the untrained model, at the rate the first step trains at
+    assert t.step.tolist() == [0, 2, 4] and t.mask_rate.tolist() == pytest.approx([0.4, 0.35, 0.25]) and (t.value > 0).all()
+    trained = t[t.step > 0]
+    assert trained.mask_rate.tolist() == runs.metrics.set_index("step").mask_rate[[2, 4]].tolist()  # as metrics.jsonl logged
     assert trajectory(runs, "mlm", "rate=0.30", "accuracy").value.between(0, 1).all()
 
 

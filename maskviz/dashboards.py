@@ -25,7 +25,7 @@ from .schedules import FAMILIES, Schedule, constant, cyclic
 # %% auto #0
 __all__ = ['EXPLORER_FAMILIES', 'INSPECTOR_POLICIES', 'explorer_schedule', 'ScheduleExplorer', 'schedule_explorer',
            'MaskInspector', 'mask_inspector', 'PolicyComparison', 'policy_comparison', 'trajectory_options',
-           'TrajectoryDashboard', 'trajectory_dashboard']
+           'TrajectoryDashboard', 'trajectory_dashboard', 'ComparisonDashboard', 'comparison_dashboard']
 
 # %% ../nbs/06_dashboards.ipynb #aa397cc2
 EXPLORER_FAMILIES = ("linear", "cosine", "step", "exponential", "cyclic", "constant")
@@ -289,3 +289,51 @@ def trajectory_dashboard(runs,           # run folders, a folder of them, or Run
                         )->TrajectoryDashboard:
     "An interactive view of the runs' evaluations over training."
     return TrajectoryDashboard(runs if isinstance(runs, Runs) else load_runs(runs), suite)
+
+# %% ../nbs/06_dashboards.ipynb #e7a2c3d5
+_TRAJECTORY_OF = {"GLUE average": ("glue", "average", "headline"), "BLiMP overall": ("blimp", "overall", "pll_accuracy"),
+                  "MLM loss at 15% masking": ("mlm", "rate=0.15", "loss")}
+
+class ComparisonDashboard(widgets.VBox):
+    "Pick a measure and a baseline: groups' means with intervals and tests, the trajectory with bands, the speedup."
+    def __init__(self, runs:Runs, baseline:str=None, n_boot:int=1000):
+        from maskviz.compare import compare_groups, default_measures
+        self.runs, self.n_boot = runs, n_boot
+        groups = list(dict.fromkeys(runs.configs.group))
+        if len(groups) < 2: raise ValueError(f"the runs form one group ({groups[0]}); comparing needs two or more")
+        measures = [m.label for m in default_measures(runs)]
+        if not measures: raise ValueError("the runs have no evaluations of GLUE, BLiMP or MLM loss at 15% to compare")
+        from maskviz.compare import _default_baseline
+        start = baseline or _default_baseline(runs) or groups[0]
+        self.measure = widgets.Dropdown(options=measures, value=measures[0], description="measure")
+        self.baseline = widgets.Dropdown(options=groups, value=start, description="baseline")
+        self.bars, self.curve, self.speed = go.FigureWidget(), go.FigureWidget(), go.FigureWidget()
+        self.table = widgets.HTML()
+        self._compare = compare_groups
+        for control in (self.measure, self.baseline): control.observe(self._redraw, names="value")
+        self._redraw()
+        super().__init__([widgets.HBox([self.measure, self.baseline]), self.bars, self.curve, self.speed, self.table])
+
+    def _redraw(self, change=None):
+        from maskviz.compare import speedup_intervals
+        from maskviz.figures import plot_comparison, plot_speedups
+        table = self._compare(self.runs, self.baseline.value)
+        one = table[table.measure == self.measure.value]
+        one.attrs.update(table.attrs)
+        _show(self.bars, plot_comparison(one).update_layout(height=380))
+        shown = one[["group", "n", "mean", "ci_low", "ci_high", "q", "verdict"]].round(4)
+        self.table.value = shown.to_html(index=False, border=0, escape=True)
+        key = _TRAJECTORY_OF.get(self.measure.value)
+        if key is None:  # a BLiMP field or a GLUE task: the table and bars say it; no speedup is drawn for it
+            self.curve.layout.title, self.speed.layout.title = "", ""
+            return
+        traj = trajectory(self.runs, *key)
+        _show(self.curve, plot_trajectories(traj, rates=self.runs.metrics).update_layout(height=420))
+        if traj.step.nunique() > 1:
+            _show(self.speed, plot_speedups(speedup_intervals(traj, self.baseline.value, n_boot=self.n_boot)))
+
+def comparison_dashboard(runs,               # a sweep folder, run folders, or Runs from analysis.load_runs
+                         baseline:str=None,  # the starting baseline group; None: constant(0.15)'s
+                        )->ComparisonDashboard:
+    "An interactive comparison of run groups over their seeds (maskviz.compare)."
+    return ComparisonDashboard(runs if isinstance(runs, Runs) else load_runs(runs), baseline)

@@ -417,10 +417,11 @@ def plot_trajectories(traj:pd.DataFrame,        # from analysis.trajectory (one 
                       annotation_text=f"target {target:.4g}", annotation_position="bottom right")
         hit = speedup[speedup.steps_to_target.notna() & speedup.group.isin(groups)]
         fig.add_scatter(x=hit.steps_to_target, y=[target] * len(hit), mode="markers+text", name="reaches the target",
-                        meta="speedup", text=[f"{s:.2f}×" for s in hit.speedup], textposition="top center",
+                        meta="speedup", textposition="top center",
+                        text=[f"{s:.2f}×" if np.isfinite(s) else "at it untrained" for s in hit.speedup],
                         marker=dict(symbol="diamond", size=10, color=[color[g] for g in hit.group],
                                     line=dict(color="black", width=1)),
-                        hovertemplate="%{text} sooner: at step %{x:,.0f}<extra></extra>")
+                        hovertemplate="reaches the target at step %{x:,.0f} (%{text})<extra></extra>")
     shown = [*stats["mean"], *stats.ci_low[stats.n > 1], *stats.ci_high[stats.n > 1]]
     if speedup is not None and len(speedup): shown.append(float(speedup.target.iloc[0]))
     label = _text(_label(traj))

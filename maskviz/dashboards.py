@@ -291,7 +291,8 @@ def trajectory_dashboard(runs,           # run folders, a folder of them, or Run
     return TrajectoryDashboard(runs if isinstance(runs, Runs) else load_runs(runs), suite)
 
 # %% ../nbs/06_dashboards.ipynb #e7a2c3d5
-_TRAJECTORY_OF = {"GLUE average": ("glue", "average", "headline"), "BLiMP overall": ("blimp", "overall", "pll_accuracy"),
+_TRAJECTORY_OF = {"GLUE average": ("glue", "average", "headline"),  # measures drawn over training too
+                  "BLiMP overall": ("blimp", "overall", "pll_accuracy"),
                   "MLM loss at 15% masking": ("mlm", "rate=0.15", "loss")}
 
 class ComparisonDashboard(widgets.VBox):

@@ -217,6 +217,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'maskviz.evals._suites': ('evals.html#_suites', 'maskviz/evals.py'),
                                'maskviz.evals._transformers_quiet': ('evals.html#_transformers_quiet', 'maskviz/evals.py'),
                                'maskviz.evals.blimp_accuracy': ('evals.html#blimp_accuracy', 'maskviz/evals.py'),
+                               'maskviz.evals.blimp_baselines': ('evals.html#blimp_baselines', 'maskviz/evals.py'),
                                'maskviz.evals.blimp_scores': ('evals.html#blimp_scores', 'maskviz/evals.py'),
                                'maskviz.evals.checkpoint_steps': ('evals.html#checkpoint_steps', 'maskviz/evals.py'),
                                'maskviz.evals.evaluate': ('evals.html#evaluate', 'maskviz/evals.py'),

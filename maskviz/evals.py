@@ -24,10 +24,10 @@ from .metrics import TASK_METRICS, headline, task_metrics
 from .records import RunDir, load_pretrained
 
 # %% auto #0
-__all__ = ['MLM_HEADS', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK', 'SUITES',
-           'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'glue_metrics', 'glue_average',
-           'glue_tasks_present', 'glue_finetune', 'glue_majority', 'mlm_eval', 'evaluate', 'suite_evaluator',
-           'run_evaluator', 'checkpoint_steps', 'evaluate_run']
+__all__ = ['MLM_HEADS', 'BLIMP_BASELINES', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK',
+           'SUITES', 'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'blimp_baselines', 'glue_metrics',
+           'glue_average', 'glue_tasks_present', 'glue_finetune', 'glue_majority', 'mlm_eval', 'evaluate',
+           'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -152,6 +152,35 @@ def blimp_accuracy(pairs:pd.DataFrame, # from `blimp_scores`
     parts.append(pd.DataFrame({"level": ["overall"], "name": ["overall"], "accuracy": [per.accuracy.mean()],
                                "paradigms": [len(per)], "pairs": [per.pairs.sum()]}))
     return pd.concat(parts, ignore_index=True)
+
+# %% ../nbs/04_evals.ipynb #a8a2c3d5
+BLIMP_BASELINES = ("unigram", "length")  # scorers that know no grammar
+
+def blimp_baselines(tokenizer,                       # the model's tokenizer
+                    corpus=None,                     # texts for the unigram counts (a Dataset with "text" or a list)
+                    paradigms:str|Sequence[str]=None, # paradigm UIDs; None: all 67
+                    limit:int=None,                  # pairs per paradigm; None: all
+                    data_dir:str|Path=None,
+                   )->pd.DataFrame:                  # blimp_accuracy's frame with a "baseline" column
+    "BLiMP accuracy of scorers that know no grammar: unigram log-probability (from `corpus`) and sentence length."
+    check("limit", limit, optional(integer(1, want="a positive number of pairs per paradigm"), none="all pairs"))
+    df = load_blimp(_choose(paradigms, BLIMP_PARADIGMS, "BLiMP paradigm"), data_dir).to_pandas()
+    if limit is not None: df = df.groupby("UID", sort=False).head(limit).reset_index(drop=True)
+    ids = lambda texts: tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    good, bad = ids(df.sentence_good), ids(df.sentence_bad)
+    out = []
+    scorers = {"length": lambda s: -float(len(s))}
+    if corpus is not None:
+        texts = corpus["text"] if hasattr(corpus, "column_names") else list(corpus)
+        counts = np.ones(len(tokenizer), dtype=np.float64)  # add-one
+        for chunk in range(0, len(texts), 10_000):
+            for row in ids([t for t in texts[chunk:chunk + 10_000] if t]): np.add.at(counts, row, 1)
+        logp = np.log(counts / counts.sum())
+        scorers = {"unigram": lambda s: float(logp[s].sum()), **scorers}
+    for name, score in scorers.items():
+        pairs = df.assign(correct=[float(np.sign(score(g) - score(b)) + 1) / 2 for g, b in zip(good, bad)])  # tie: 0.5
+        out.append(blimp_accuracy(pairs).assign(baseline=name))
+    return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/04_evals.ipynb #c53d1b1d
 GLUE_AVERAGE_EXCLUDES = ("wnli",)  # left out of the average, as in Ankner et al. (and BERT)

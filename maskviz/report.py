@@ -184,9 +184,10 @@ def report_sections(runs:Runs,          # from analysis.load_runs
         s = speedup_to_target(t, baseline) if speed and baseline is not None and baseline in set(t.group) else None
         out.append((title, text, plot_trajectories(t, rates=rates, speedup=s, title=title)))
     if _evaluated(runs, "blimp", "overall", "pll_accuracy"):
-        curve("BLiMP accuracy",
-              "Pseudo-log-likelihood accuracy over the evaluated paradigms; the mean over seeds with a 95% band.",
-              "blimp", "overall", "pll_accuracy")
+        seeds = runs.configs.group.value_counts().max()
+        curve("BLiMP accuracy", "Pseudo-log-likelihood accuracy over the evaluated paradigms"
+              + (f"; each line the mean over its runs' seeds (up to {seeds}), with a 95% band." if seeds > 1
+                 else "; one run per line (one seed: no band)."), "blimp", "overall", "pll_accuracy")
         if phen := _tasks(runs, "blimp", "phenomenon:"):
             grid = plot_trajectory_grid(pd.concat([trajectory(runs, "blimp", t, "pll_accuracy") for t in phen]))
             out.append(("BLiMP by phenomenon", "", grid))

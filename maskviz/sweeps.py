@@ -388,10 +388,14 @@ def load_sweep(source:str|Path,             # a sweep YAML file or a preset name
     return sweep
 
 # %% ../nbs/03b_sweeps.ipynb #11e56bbe
-CPU_BASE = dict(  # the smallest CPU configuration at which the schedules' differences exceed the seed spread
-    model="tiny", corpus="corpus/enwiki_2015_wikiextractor", max_lines=60_000, vocab_size=8192, block_size=128,
-    batch_size=32, steps=2000, lr=1e-3, warmup=0.06, log_every=20, save_every=500, eval_every=500,
+CPU_BASE = dict(  # the base of results/ankner-cpu (the docs' reproduction page): about 7 min a cell on one core
+    model="tiny", corpus="corpus/enwiki_2015_wikiextractor", max_lines=60_000, vocab_size=8192, block_size=64,
+    batch_size=64, steps=1000, lr=3e-3, warmup=0.06, log_every=20, save_every=250, eval_every=250,
     eval_suites=["mlm", "blimp"], eval_corpus="wikitext-2", eval_split="test", eval_max_lines=500,
+    eval_blimp_paradigms=["determiner_noun_agreement_1", "regular_plural_subject_verb_agreement_1",
+                          "anaphor_number_agreement", "principle_A_case_1", "wh_questions_object_gap",
+                          "sentential_negation_npi_licensor_present", "existential_there_quantifiers_1",
+                          "animate_subject_passive", "irregular_past_participle_adjectives"],
     eval_blimp_limit=100, progress_bar=False)
 
 _PAPER = "Ankner et al. 2023, Table 1 (BERT-base, C4, 70k steps; GLUE average of 8 tasks)"

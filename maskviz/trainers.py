@@ -168,7 +168,7 @@ def objective(masker) -> str:
 
 def build_model(config:PretrainConfig, vocab_size:int,
                 objective:str="mlm", # one of OBJECTIVES
-               )->BertForSparseMLM|BertForReplacedTokenDetection:
+               )->BertPreTrainedModel:  # BertForSparseMLM (mlm) or BertForReplacedTokenDetection (rts)
     "A freshly initialised BERT of the config's dimensions with SDPA attention: a masked LM, or an RTS detector."
     check("objective", objective, one_of(OBJECTIVES))
     d = config.dims

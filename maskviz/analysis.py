@@ -27,7 +27,7 @@ from .schedules import parse_schedule
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'EVAL_COLUMNS', 'TRAJECTORY_DEFAULTS', 'rank_bins', 'mask_stats', 'js_divergence', 'zipf_fit',
-           'mask_profiles', 'Runs', 'load_runs', 'trajectory', 'speedup_to_target', 'seed_means']
+           'zipf_bootstrap', 'mask_profiles', 'Runs', 'load_runs', 'trajectory', 'speedup_to_target', 'seed_means']
 
 # %% ../nbs/05_analysis.ipynb #a3d14099
 def rank_bins(ranks:np.ndarray,        # int64 rank per token id: 1 = most frequent, -1 = unseen
@@ -236,6 +236,28 @@ def _zipf_or_nan(counts, points:int) -> tuple[float, float]:
     "zipf_fit at `points` log-spaced ranks, or NaN when fewer than two token ids were counted."
     return zipf_fit(counts, points) if np.count_nonzero(counts) >= 2 else (math.nan, math.nan)
 
+def zipf_bootstrap(counts,                 # count of each token id
+                   points:int=None,        # as zipf_fit takes it
+                   size:int=None,          # tokens per sample; None: as many as counted (the bootstrap)
+                   draws:int=100,          # samples
+                   confidence:float=0.95,  # of the interval
+                   seed:int=0,
+                  )->tuple[float, float, float]: # (median, low, high) exponent over the samples
+    """Zipf exponents of `draws` samples of `size` tokens drawn from the counts' distribution. With `size=None` the
+    interval is the bootstrap interval of the counts' own exponent; with a smaller `size` the median is the exponent a
+    sample of that many tokens shows: a fit on fewer tokens is flatter, so compare a masked sample with the corpus at
+    the masked sample's size."""
+    counts = np.asarray(counts, dtype=np.int64)
+    check("draws", draws, integer(2))
+    if np.count_nonzero(counts) < 2: return (math.nan,) * 3
+    n = int(counts.sum()) if size is None else int(size)
+    rng = np.random.default_rng(seed)
+    s = np.array([_zipf_or_nan(rng.multinomial(n, counts / counts.sum()), points)[0] for _ in range(draws)])
+    s = s[np.isfinite(s)]
+    if not len(s): return (math.nan,) * 3
+    lo, hi = np.quantile(s, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(np.median(s)), float(lo), float(hi)
+
 def _mean_log10_rank(counts:np.ndarray, ranks:np.ndarray) -> float:
     "Mean log10 corpus rank of the counted tokens (tokens without a rank left out)."
     seen = ranks > 0
@@ -260,7 +282,10 @@ def _summary_row(acc:dict, ranks:np.ndarray, points:int) -> dict:
                 entity_share=ent[0, 0] / ent[:, 0].sum() if ent is not None and masked else math.nan,
                 corpus_entity_share=ent[0, 1] / max(ent[:, 1].sum(), 1) if ent is not None else math.nan,
                 zipf_exponent=_zipf_or_nan(acc["masked_ids"], points)[0],
+                **dict(zip(("zipf_low", "zipf_high"), zipf_bootstrap(acc["masked_ids"], points)[1:])),
                 corpus_zipf_exponent=_zipf_or_nan(acc["selectable_ids"], points)[0],
+                corpus_zipf_same_size=zipf_bootstrap(acc["selectable_ids"], points, size=masked)[0] if masked
+                                      else math.nan,
                 js_pos=_js_or_nan(pos[:, 0], pos[:, 1]) if pos is not None else math.nan,
                 js_rank=_js_or_nan(acc["rank"][:, 0], acc["rank"][:, 1]),
                 mean_log10_rank=_mean_log10_rank(acc["masked_ids"], ranks),

@@ -10,16 +10,17 @@ from pathlib import Path
 import pandas as pd
 
 import maskviz
-from .checks import SEED, Check, integer, number
-from .config import PretrainConfig, load_config
+from .checks import SEED, Check, check, integer, number
+from .config import load_config
 from .records import RunDir, load_pretrained
+from .sweeps import Sweep, plan
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 
 # %% auto #0
-__all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_CORPUS', 'DEMO_HUB_CORPUS', 'OFFLINE_HINT', 'schedules_command',
-           'pretrain_command', 'eval_blimp_command', 'finetune_glue_command', 'demo_corpus', 'hub_reachable',
-           'demo_configs', 'demo_summary', 'run_demo', 'demo_command', 'sweep_command', 'report_command', 'parser',
-           'main']
+__all__ = ['DEMO_SCHEDULES', 'DEMO_BLIMP', 'DEMO_GLUE', 'DEMO_GLUE_OPTIONS', 'DEMO_CORPUS', 'DEMO_HUB_CORPUS', 'OFFLINE_HINT',
+           'schedules_command', 'pretrain_command', 'eval_blimp_command', 'finetune_glue_command', 'demo_corpus',
+           'hub_reachable', 'demo_sweep', 'demo_configs', 'demo_summary', 'run_demo', 'demo_command', 'sweep_command',
+           'report_command', 'parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #6a3ca9d0
 def _schedule(spec:str):
@@ -190,7 +191,8 @@ DEMO_BLIMP = (  # one paradigm per phenomenon
     "animate_subject_passive",                   # argument structure
     "irregular_past_participle_adjectives",      # irregular forms
 )
-DEMO_GLUE = ("sst2", "mrpc")
+DEMO_GLUE = ("sst2",)  # fine-tuned from each run's last checkpoint
+DEMO_GLUE_OPTIONS = dict(epochs=2, lr=5e-4, max_train=4000)  # glue_finetune's arguments for the demo
 DEMO_CORPUS = "corpus/enwiki_2015_wikiextractor"  # under the data root
 DEMO_HUB_CORPUS = "wikitext-103"  # Wikipedia text on the hub (Salesforce/wikitext), when there is no data root
 OFFLINE_HINT = ("this machine cannot reach the HuggingFace hub: set MASKVIZ_DATA to a local data folder laid out as "
@@ -213,37 +215,34 @@ def hub_reachable(timeout:float=3.0) -> bool:
     except OSError: return False
     return True
 
-def demo_configs(out:str|Path="maskviz-demo",   # the demo's folder: one run folder per schedule, and the tokenizer
-                 steps:int=300,                  # optimizer steps per run
-                 eval_every:int=100,             # steps between evaluations (and checkpoints)
-                 max_lines:int=20_000,           # corpus lines read
-                 blimp_limit:int=100,            # BLiMP pairs per paradigm
-                 glue_max_train:int=2000,        # GLUE training examples per task
-                 glue_max_eval:int=None,         # GLUE dev examples per task; None: all
-                 data_dir:str|Path=None,         # the local data root; None: $MASKVIZ_DATA
-                )->dict:                         # run name -> PretrainConfig
-    "The demo's three run configs: the same tiny model, data and evaluations, one schedule each."
-    out = Path(out)
-    common = dict(model="tiny", corpus=demo_corpus(data_dir), max_lines=max_lines, tokenizer=str(out/"tokenizer"),
-                  vocab_size=8192, block_size=128, batch_size=32, steps=steps, lr=1e-3, warmup=0.06, log_every=10,
-                  save_every=eval_every, eval_every=eval_every, eval_suites=["blimp", "mlm", "glue"],
-                  eval_blimp_paradigms=list(DEMO_BLIMP), eval_blimp_limit=blimp_limit, eval_corpus="wikitext-2",
-                  eval_split="test", eval_max_lines=500, eval_glue_tasks=list(DEMO_GLUE),
-                  eval_glue_options=dict(epochs=1, lr=1e-4, max_train=glue_max_train, max_eval=glue_max_eval),
-                  data_dir=None if data_dir is None else str(data_dir), seed=0)
-    return {name: PretrainConfig(schedule=spec, output_dir=str(out/name), **common)
-            for name, spec in DEMO_SCHEDULES.items()}
+def demo_sweep(out:str|Path="maskviz-demo",   # SWEEP_DIR: one run folder per schedule and seed, and the tokenizer
+               seeds:int=3,                    # pretraining seeds per schedule (3: the fewest that give an interval)
+               steps:int=500,                  # optimizer steps per run
+               eval_every:int=250,             # steps between evaluations (and checkpoints)
+               max_lines:int=20_000,           # corpus lines read
+               blimp_limit:int=100,            # BLiMP pairs per paradigm
+               glue_max_train:int=DEMO_GLUE_OPTIONS["max_train"],  # SST-2 training examples of the fine-tunes
+               glue_max_eval:int=None,         # SST-2 dev examples; None: all 872
+               data_dir:str|Path=None,         # the local data root; None: $MASKVIZ_DATA
+              )->Sweep:
+    "The demo as a sweep: the three schedules x `seeds` seeds of the same tiny BERT, data order and evaluations."
+    check("seeds", seeds, integer(1, want="a positive number of seeds (3 or more for confidence intervals)"))
+    base = dict(model="tiny", corpus=demo_corpus(data_dir), max_lines=max_lines, vocab_size=2048, block_size=64,
+                batch_size=64, steps=steps, lr=1e-3, warmup=0.06, log_every=10, save_every=eval_every,
+                eval_every=eval_every, eval_suites=["mlm", "blimp"], eval_blimp_paradigms=list(DEMO_BLIMP),
+                eval_blimp_limit=blimp_limit, eval_corpus="wikitext-2", eval_split="test", eval_max_lines=500,
+                eval_glue_tasks=list(DEMO_GLUE),
+                eval_glue_options={**DEMO_GLUE_OPTIONS, "max_train": glue_max_train, "max_eval": glue_max_eval},
+                data_dir=None if data_dir is None else str(data_dir), progress_bar=False)
+    return Sweep(name="demo", grid={"schedule": dict(DEMO_SCHEDULES), "seed": list(range(seeds))}, base=base,
+                 output_dir=str(out), baseline="constant-0.15", checkpoints="last",
+                 description="maskviz demo: three masking-rate schedules x seeds on a tiny BERT, on a CPU")
+
+def demo_configs(out:str|Path="maskviz-demo", **options) -> dict:
+    "The demo's run configs by run name (`constant-0.15_seed-0`, ...); `options` as `demo_sweep` takes them."
+    return {cell.name: cell.config for cell in plan(demo_sweep(out, **options))}
 
 # %% ../nbs/07_cli.ipynb #d79f51e4
-def _demo_tokenizer(config):
-    "Train the demo's shared WordPiece tokenizer once, into config.tokenizer."
-    from maskviz.data import load_corpus, train_wordpiece
-    path = Path(config.tokenizer)
-    if (path/"tokenizer.json").exists(): return path
-    corpus = load_corpus(config.corpus, max_lines=config.max_lines, data_dir=config.data_dir)
-    train_wordpiece(corpus, vocab_size=config.vocab_size).save_pretrained(path)
-    return path
-
 def demo_summary(runs:dict) -> pd.DataFrame:
     "One row per run: schedule, mean training mask rate, and the final evaluations."
     rows = []
@@ -257,43 +256,74 @@ def demo_summary(runs:dict) -> pd.DataFrame:
                      "train loss": round(metrics[-1]["loss"], 3) if metrics else None, **final})
     return pd.DataFrame(rows).set_index("run")
 
-def run_demo(out:str|Path="maskviz-demo", quiet:bool=False, **options) -> dict:
-    "Train and evaluate the demo's three runs (resuming any that were interrupted); returns run name -> run folder."
-    from maskviz.trainers import pretrain
-    configs = demo_configs(out, **options)
-    first = next(iter(configs.values()))
-    _demo_tokenizer(first)
-    runs = {}
-    for i, (name, config) in enumerate(configs.items(), 1):
-        if not quiet:
-            print(f"[{i}/{len(configs)}] {name}: {config.schedule}, {config.steps} steps -> {config.output_dir}",
-                  flush=True)
-        config.progress_bar = not quiet
-        t = time.perf_counter()
-        runs[name] = pretrain(config)
-        if not quiet:
-            print(f"      {_last_metrics(runs[name])}; {time.perf_counter() - t:.0f} s with evaluations", flush=True)
+def _glue_done(run:Path, step:int) -> bool:
+    "Whether the run's evals.jsonl has GLUE records at `step`."
+    return any(r.get("suite") == "glue" and r.get("step") == step for r in RunDir(run).read("evals"))
+
+def run_demo(out:str|Path="maskviz-demo",  # SWEEP_DIR
+             quiet:bool=False,             # no messages or bars
+             glue:bool=True,               # fine-tune SST-2 from each run's last checkpoint
+             **options,                    # demo_sweep's sizes: seeds, steps, eval_every, ...
+            )->dict:                       # run name -> run folder
+    """Train and evaluate the demo's runs as a sweep (finished runs are kept, an interrupted one resumes), then
+    fine-tune SST-2 from each run's last checkpoint."""
+    from maskviz.sweeps import run_sweep
+    sweep = demo_sweep(out, **options)
+    runs = run_sweep(sweep, quiet=quiet).cells
+    if glue:
+        from tqdm.auto import tqdm
+        from maskviz.evals import evaluate_run
+        steps = sweep.base["steps"]
+        if todo := [run for run in runs.values() if not _glue_done(run, steps)]:
+            if not quiet: print(f"fine-tuning SST-2 from the last checkpoint of {len(todo)} run(s)", flush=True)
+            for run in tqdm(todo, desc="SST-2 fine-tunes", unit="run", disable=quiet, file=sys.stdout):
+                evaluate_run(run, suites=["glue"], steps=[steps], quiet=True)
     return runs
+
+def _spread_lines(table:pd.DataFrame) -> list[str]:
+    "For each measure and schedule, whether its difference from the baseline is larger than the spread between seeds."
+    n = int(table.n.min()) if len(table) else 0
+    if n < 2:
+        return [f"{n} seed per schedule: there is no spread between seeds to compare the differences with; "
+                "run the demo with --seeds 3 (or more) to measure it."]
+    fmt = lambda m, lo, hi: f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+    rows = list(table[~table.is_baseline].itertuples())
+    apart = [r for r in rows if r.separated]
+    lines = [f"Larger than the seed spread? {len(apart)} of {len(rows)} differences from {table.attrs['baseline']} "
+             f"are (95% intervals over {n} seeds that do not overlap); {int(table.significant.sum())} are "
+             f"significant after Benjamini-Hochberg at 5%."]
+    for r in apart:
+        base = table[(table.measure == r.measure) & table.is_baseline].iloc[0]
+        lines.append(f"  larger: {r.measure}: {r.group} {fmt(r.mean, r.ci_low, r.ci_high)} vs {base.group} "
+                     f"{fmt(base['mean'], base.ci_low, base.ci_high)} (q = {r.q:.2g})")
+    within = {}
+    for r in rows:
+        if not r.separated: within.setdefault(r.measure, []).append(r.group)
+    if within:
+        lines.append("  within the seed spread: " + "; ".join(f"{m} ({', '.join(g)})" for m, g in within.items()))
+    return lines
 
 def demo_command(args:argparse.Namespace) -> int:
     "Run `maskviz demo`."
     if not os.environ.get("MASKVIZ_DATA") and not hub_reachable():
         raise ConnectionError("no local data root is set (MASKVIZ_DATA) and the demo's data would come from the hub")
+    from maskviz.analysis import load_runs
+    from maskviz.compare import compare_groups
     t = time.perf_counter()
-    runs = run_demo(args.out, steps=args.steps, eval_every=args.eval_every)
-    summary = demo_summary(runs)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print("\nFinal evaluations (BLiMP: the DEMO_BLIMP subset; MLM loss at fixed rates on WikiText-2 test; "
-              "GLUE dev):")
-        print(summary.T.to_string())
-        blimp = pd.DataFrame({name: _eval_table(Path(run), "blimp").iloc[:, 0] for name, run in runs.items()})
-        print("\nBLiMP accuracy (subset) by step:")
-        print(blimp.to_string())
-    print("\nOne seed per schedule: the differences above cannot be told apart from the spread between seeds, which "
-          "this demo does not measure. To test them (means with 95% intervals, one-sided t-tests against constant 15%),"
-          " run a sweep over seeds: maskviz sweep ankner-main --steps 300 (see the reproduction page of the docs).")
+    runs = run_demo(args.out, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every, glue=not args.no_glue)
+    print(f"\nBy schedule, over {args.seeds} seed(s) (BLiMP: the 9 DEMO_BLIMP paradigms; MLM loss at fixed rates on "
+          "WikiText-2 test; SST-2 dev accuracy after fine-tuning):")
+    print(_compare_text(Path(args.out), "constant-0.15"))
+    print("\n" + "\n".join(_spread_lines(compare_groups(load_runs(list(runs.values())), "constant-0.15"))))
+    if not args.no_glue:
+        from maskviz.evals import glue_majority
+        majority = next(r["value"] for r in glue_majority("sst2") if r["metric"] == "accuracy")
+        print(f"For scale: always predicting SST-2's majority label scores {majority:.3f} accuracy.")
+    print("At this scale the models sit near the unigram plateau (see the reproduction page of the docs); the paper's "
+          "GLUE result needs BERT-base runs: maskviz sweep ankner-main, scaled up.")
     from maskviz.report import write_report
-    page = write_report(runs, Path(args.out)/"report.html", title="maskviz demo: masking-rate schedules at small scale")
+    page = write_report(list(runs.values()), Path(args.out)/"report.html",
+                        title="maskviz demo: masking-rate schedules at small scale")
     print(f"\nDone in {(time.perf_counter() - t) / 60:.1f} min. "
           "Run records (config.json, metrics.jsonl, evals.jsonl, checkpoints/):")
     for run in runs.values(): print(f"  {run}")
@@ -448,19 +478,25 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(run=finetune_glue_command)
 
     sp = commands.add_parser("demo",
-                             help="pretrain three tiny models with three schedules, evaluate them and "
+                             help="pretrain tiny BERTs with three schedules and three seeds, compare them and "
                                   "write a report (CPU)",
                              description="Pretrain tiny BERTs with constant(0.15), constant(0.30) and "
-                                         "linear(0.30, 0.15) on a slice of the local corpus, "
-                                         "evaluate BLiMP (a subset), MLM loss and "
-                                         "GLUE SST-2/MRPC along the way, and print a summary. "
-                                         "Needs the local data root ($MASKVIZ_DATA).")
+                                         "linear(0.30, 0.15), three seeds each, on a slice of the local corpus "
+                                         "(a sweep: finished runs are kept, an interrupted one resumes); evaluate "
+                                         "MLM loss and BLiMP (a subset) along the way, fine-tune SST-2 at the end, "
+                                         "and print each schedule's mean and 95%% interval over seeds, and whether "
+                                         "its difference from constant(0.15) is larger than the seed spread. "
+                                         "About 20 minutes on 2 cores. Needs the local data root ($MASKVIZ_DATA) "
+                                         "or the hub.")
     sp.add_argument("--out", default="maskviz-demo", metavar="DIR",
                     help="where the run folders go (default: maskviz-demo)")
-    sp.add_argument("--steps", type=_positive_int, default=300, metavar="N",
-                    help="optimizer steps per run (default 300)")
-    sp.add_argument("--eval-every", type=_positive_int, default=100, metavar="N",
-                    help="steps between evaluations (default 100)")
+    sp.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                    help="pretraining seeds per schedule (default 3, the fewest that give a confidence interval)")
+    sp.add_argument("--steps", type=_positive_int, default=500, metavar="N",
+                    help="optimizer steps per run (default 500)")
+    sp.add_argument("--eval-every", type=_positive_int, default=250, metavar="N",
+                    help="steps between evaluations (default 250)")
+    sp.add_argument("--no-glue", action="store_true", help="skip the SST-2 fine-tunes at the end")
     sp.set_defaults(run=demo_command)
 
     sp = commands.add_parser("sweep", help="train a grid of runs (schedules x seeds, ...) and compare them with "

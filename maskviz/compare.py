@@ -17,10 +17,11 @@ from .analysis import Runs, load_runs
 from .config import PretrainConfig
 from .records import RunDir
 from .checks import check, integer, number
-from .metrics import METRICS, TASK_METRICS, headline
+from .metrics import METRICS, TASK_METRICS, headline, measure_label
 
 # %% auto #0
-__all__ = ['Measure', 'default_measures', 'final_scores', 'synthetic_runs', 'bh_adjust', 'compare_groups', 'speedup_intervals']
+__all__ = ['Measure', 'default_measures', 'final_scores', 'synthetic_runs', 'bh_adjust', 'compare_groups', 'default_baseline',
+           'speedup_intervals']
 
 # %% ../nbs/05c_compare.ipynb #17dcf324
 @dataclass(frozen=True)
@@ -32,29 +33,12 @@ class Measure:
     label: str = None  # None: made from the three
 
     def __post_init__(self):
-        if self.label is None: object.__setattr__(self, "label", _measure_label(self.suite, self.task, self.metric))
+        if self.label is None: object.__setattr__(self, "label", measure_label(self.suite, self.task, self.metric))
 
     @property
     def higher_is_better(self) -> bool:
         "The metric's direction (maskviz.metrics); higher is better for a metric it does not know."
         return METRICS[self.metric].higher_is_better if self.metric in METRICS else True
-
-_GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI-m",
-               "mnli-mm": "MNLI-mm", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "average": "GLUE average"}
-
-def _measure_label(suite:str, task:str, metric:str) -> str:
-    "Words for a measure: 'GLUE average', 'MRPC F1', 'BLiMP overall', 'BLiMP morphology', 'MLM loss at 15%'."
-    name = METRICS[metric].label if metric in METRICS else metric
-    if suite == "glue":
-        return _GLUE_NAMES.get(task, task) + ("" if task == "average" else f" {name}")
-    if suite == "blimp":
-        what = task.split(":", 1)[-1].replace("_", " ")
-        variant = "" if metric == "pll_accuracy" else f" ({name})"
-        return f"BLiMP {what}{variant}"
-    if suite == "mlm" and task.startswith("rate="):
-        return f"{name if metric != 'loss' else 'MLM loss'}{' (MLM)' if metric == 'accuracy' else ''} at " \
-               f"{float(task[5:]):.0%} masking"
-    return f"{suite} {task} {name}"
 
 # %% ../nbs/05c_compare.ipynb #e9375193
 def default_measures(runs:Runs) -> list[Measure]:
@@ -182,7 +166,7 @@ def compare_groups(runs,                 # Runs, run folders, or a final_scores 
     else:
         runs = runs if isinstance(runs, Runs) else load_runs(runs)
         scores = final_scores(runs, measures)
-        if baseline is None: baseline = _default_baseline(runs)
+        if baseline is None: baseline = default_baseline(runs)
     need = {"group", "measure", "metric", "value", "finished"}
     if not need <= set(scores.columns):
         raise ValueError(f"runs must be Runs, run folders or a final_scores frame (columns {sorted(need)}), "
@@ -219,11 +203,13 @@ def compare_groups(runs,                 # Runs, run folders, or a final_scores 
     out.attrs.update(baseline=baseline, confidence=confidence, alpha=alpha)
     return out
 
-def _default_baseline(runs:Runs) -> str|None:
-    "The group of the constant(0.15) runs, if there is one."
+def default_baseline(runs:Runs) -> str|None:
+    "The group of the runs at BERT's constant 15% masking rate, if there are other groups to compare; else None."
     from maskviz.schedules import parse_schedule
+    if runs.configs.group.nunique() < 2: return None
+    bert = parse_schedule("constant(0.15)").to_dict()
     for group, spec in zip(runs.configs.group, runs.configs.schedule):
-        if parse_schedule(spec).to_dict() == parse_schedule("constant(0.15)").to_dict(): return group
+        if parse_schedule(spec).to_dict() == bert: return group
     return None
 
 # %% ../nbs/05c_compare.ipynb #db84c1be

@@ -16,9 +16,9 @@ from .checks import (BLOCK_LENGTH, BOOL, NON_NEGATIVE, POSITIVE, RATE, SEED, TEX
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS', 'TRACKERS', 'RUN_LOCATION_KEYS', 'setting', 'validate',
-           'PretrainConfig', 'apply_overrides', 'load_config', 'save_config', 'compute_settings', 'config_fingerprint',
-           'config_diff']
+__all__ = ['MODEL_PRESETS', 'EVAL_SUITES', 'PLL_VARIANTS', 'LR_FLOOR_SCHEDULES', 'TRACKERS', 'RUN_LOCATION_KEYS', 'setting',
+           'validate', 'PretrainConfig', 'apply_overrides', 'load_config', 'save_config', 'compute_settings',
+           'config_fingerprint', 'config_diff']
 
 # %% ../nbs/00a_config.ipynb #d350b4a6
 def _text_value(text:str):
@@ -65,12 +65,14 @@ MODEL_PRESETS = {  # name -> (layers, hidden size); heads = hidden / 64 (at leas
 
 EVAL_SUITES = ("blimp", "mlm", "glue")  # BLiMP by PLL, masked-LM loss at fixed rates, GLUE fine-tuning (maskviz.evals)
 PLL_VARIANTS = ("original", "within_word_l2r")  # Salazar et al. 2020; Kauf & Ivanova 2023
+LR_FLOOR_SCHEDULES = ("linear", "cosine")  # the lr_schedules that lr_floor applies to
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "clearml", "trackio")  # HF TrainingArguments.report_to names
 
 _SCHEDULE = Check(lambda v: isinstance(v, str) and bool(v), "a schedule spec such as \"linear(0.3, 0.15)\"")
 _NAMES = optional(list_of(TEXT, "a non-empty list of names"), "all")
 _OPT_POSITIVE = optional(POSITIVE, "the preset's")
 _ALL = optional(POSITIVE, "all")
+_FRACTION = number(0, 1, hi_open=True, want="a fraction in [0, 1), e.g. 0.02")
 
 # %% ../nbs/00a_config.ipynb #f93693fc
 @dataclass
@@ -103,6 +105,7 @@ class PretrainConfig:
     optimizer: str = setting("adamw_torch", TEXT)  # a TrainingArguments.optim name
     lr: float = setting(5e-4, number(0, lo_open=True, want="a positive number"))  # peak learning rate
     lr_schedule: str = setting("linear", TEXT)    # decay after warm-up: a TrainingArguments.lr_scheduler_type
+    lr_floor: float = setting(0.0, _FRACTION)     # the lr at the last step, as a fraction of lr (Ankner et al.: 0.02)
     warmup: float = setting(0.06, number(0, 1, hi_open=True, want="a fraction of the steps in [0, 1)"))  # warm-up
     weight_decay: float = setting(0.01, number(0, want="a non-negative number"))
     max_grad_norm: float = setting(1.0, number(0, want="a non-negative number (0: no clipping)"))
@@ -145,6 +148,10 @@ class PretrainConfig:
         try: parse_schedule(self.schedule)
         except (ValueError, TypeError) as e:
             raise ValueError(f"schedule {self.schedule!r} does not parse: {e}") from None
+        if self.lr_floor and self.lr_schedule not in LR_FLOOR_SCHEDULES:
+            raise ValueError(f"lr_floor={self.lr_floor} needs a decay that ends at a floor: lr_schedule "
+                             f"{' or '.join(map(repr, LR_FLOOR_SCHEDULES))}, not {self.lr_schedule!r}; "
+                             f"or set lr_floor to 0")
 
     @property
     def dims(self) -> dict:

@@ -304,8 +304,8 @@ class ComparisonDashboard(widgets.VBox):
         if len(groups) < 2: raise ValueError(f"the runs form one group ({groups[0]}); comparing needs two or more")
         measures = [m.label for m in default_measures(runs)]
         if not measures: raise ValueError("the runs have no evaluations of GLUE, BLiMP or MLM loss at 15% to compare")
-        from maskviz.compare import _default_baseline
-        start = baseline or _default_baseline(runs) or groups[0]
+        from maskviz.compare import default_baseline
+        start = baseline or default_baseline(runs) or groups[0]
         self.measure = widgets.Dropdown(options=measures, value=measures[0], description="measure")
         self.baseline = widgets.Dropdown(options=groups, value=start, description="baseline")
         self.bars, self.curve, self.speed = go.FigureWidget(), go.FigureWidget(), go.FigureWidget()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #04fef37f
 from __future__ import annotations
-import gzip, json, os, zlib
+import contextlib, gzip, json, os, zlib
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -17,7 +17,7 @@ from .checks import POSITIVE, check, integer, optional
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'HUB_DATASETS', 'CORPUS_SUFFIXES', 'NAMED_CORPORA', 'BERT_SPECIAL_TOKENS', 'data_root', 'data_source',
-           'load_corpus', 'train_wordpiece', 'load_tokenizer']
+           'load_corpus', 'train_wordpiece', 'load_tokenizer', 'quiet_libraries']
 
 # %% ../nbs/01_data.ipynb #ced27f11
 DATA_ENV = "MASKVIZ_DATA"  # environment variable naming the local data root
@@ -284,3 +284,24 @@ def load_tokenizer(name_or_path:str|Path, # a hub name such as "bert-base-uncase
         raise ValueError(f"{name_or_path} loads a slow tokenizer; maskviz aligns annotations with the character "
                          f"offsets only fast tokenizers give")
     return tok
+
+# %% ../nbs/01_data.ipynb #3577c9f6
+@contextlib.contextmanager
+def quiet_libraries(quiet:bool=True):
+    "In the block (when `quiet`): no progress bars of datasets, transformers or the hub; transformers logs errors only."
+    if not quiet:
+        yield
+        return
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
+    state = (datasets.utils.logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled(),
+             hub_utils.are_progress_bars_disabled(), hf_logging.get_verbosity())
+    datasets.disable_progress_bars(); hf_logging.disable_progress_bar(); hub_utils.disable_progress_bars()
+    hf_logging.set_verbosity_error()
+    try: yield
+    finally:
+        datasets_on, transformers_on, hub_off, level = state
+        if datasets_on: datasets.enable_progress_bars()
+        if transformers_on: hf_logging.enable_progress_bar()
+        if not hub_off: hub_utils.enable_progress_bars()
+        hf_logging.set_verbosity(level)

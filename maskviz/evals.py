@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evals.ipynb #bfce8cfd
 from __future__ import annotations
-import contextlib, dataclasses, tempfile
+import dataclasses, tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .checks import BLOCK_LENGTH, POSITIVE, SEED, check, integer, number, one_of, optional, suggest
 from .config import EVAL_SUITES, PLL_VARIANTS, PretrainConfig, load_config
 from .corpora import make_blocks
-from .data import data_source, load_corpus
+from .data import data_source, load_corpus, quiet_libraries
 from .evalsets import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, glue_files, load_blimp, load_glue
 from .maskers import make_masker
 from .metrics import TASK_METRICS, headline, task_metrics
@@ -204,20 +204,20 @@ def glue_average(records:Iterable[dict], # GLUE records (other suites are ignore
             "value": float(np.mean([np.mean(per[t]) for t in tasks])), "tasks": tasks}
 
 # %% ../nbs/04_evals.ipynb #bdb9b4cf
-@contextlib.contextmanager
-def _transformers_quiet(quiet:bool=True):
-    "Within the block, transformers logs errors only (when `quiet`)."
-    from transformers.utils import logging as hf_logging
-    level = hf_logging.get_verbosity()
-    if quiet: hf_logging.set_verbosity_error()
-    try: yield
-    finally: hf_logging.set_verbosity(level)
-
 GLUE_FINETUNE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qnli", "rte", "mnli", "wnli")  # the tasks glue_finetune knows
 
 def _eval_split(task:str) -> str:
     "The split a task is scored on: validation, MNLI's matched one."
     return "validation_matched" if task == "mnli" else "validation"
+
+def _scored_splits(task:str, data_dir:str|Path=None) -> dict[str, str]:
+    """The record task -> split that a fine-tune on `task` is scored on: its validation split, and for MNLI also the
+    mismatched one as task "mnli-mm" where the data has it (the hub does; a local copy may hold only the matched)."""
+    out = {task: _eval_split(task)}
+    if task == "mnli" and (isinstance(data_source("glue", data_dir), str)
+                           or "validation_mismatched" in glue_files(task, data_dir)):
+        out["mnli-mm"] = "validation_mismatched"
+    return out
 
 def glue_tasks_present(data_dir:str|Path=None) -> list[str]:
     "The tasks of GLUE_FINETUNE_TASKS whose train and validation splits are both in the local data (or the hub)."
@@ -255,7 +255,7 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
                   output_dir:str|Path=None, # the Trainer's scratch folder; None: a temporary folder
                   quiet:bool=False,      # no progress bars or logs
                  )->list[dict]:          # one record per metric: suite, task, metric, value, seed
-    "Fine-tune a checkpoint on one GLUE task and score its validation split."
+    "Fine-tune a checkpoint on one GLUE task and score its validation split (MNLI: matched, and mismatched if there)."
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, Trainer,
                               TrainingArguments, set_seed)
     name = _glue_task(task).name
@@ -267,10 +267,11 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
         raise FileNotFoundError(f"no model in {checkpoint}; pass a folder written by model.save_pretrained")
     info = GLUE_TASKS[name]
     train = _subset(load_glue(name, "train", data_dir), max_train)
-    dev = _subset(load_glue(name, _eval_split(name), data_dir), max_eval)
+    splits = _scored_splits(name, data_dir)
+    devs = {t: _subset(load_glue(name, split, data_dir), max_eval) for t, split in splits.items()}
     tok = AutoTokenizer.from_pretrained(checkpoint)
     regression = info.label_names is None
-    with _transformers_quiet(quiet):  # the load report lists the new classifier head: expected, not news
+    with quiet_libraries(quiet):  # the load report lists the new classifier head: expected, not news
         set_seed(seed)  # the new classifier head is initialised here, before the Trainer seeds anything
         model = load_pretrained(
             AutoModelForSequenceClassification, checkpoint, num_labels=1 if regression else len(info.label_names),
@@ -279,7 +280,9 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
     cols = [c for c, _ in info.inputs]
     def encode(batch): return tok(*[batch[c] for c in cols], truncation=True, max_length=max_length)
-    train, dev = (d.map(encode, batched=True, remove_columns=cols + ["idx"]) for d in (train, dev))
+    with quiet_libraries(quiet):  # datasets' map bars
+        train = train.map(encode, batched=True, remove_columns=cols + ["idx"])
+        devs = {t: d.map(encode, batched=True, remove_columns=cols + ["idx"]) for t, d in devs.items()}
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=str(output_dir or tmp), num_train_epochs=epochs, learning_rate=lr,
                                  seed=seed, per_device_train_batch_size=batch_size,
@@ -290,11 +293,13 @@ def glue_finetune(checkpoint:str|Path,   # a folder with a *ForMaskedLM model an
         # it prints the training summary when there is no progress bar
         if quiet: trainer.remove_callback(PrinterCallback)
         trainer.train()
-        out = trainer.predict(dev)
-    logits = np.asarray(out.predictions)
-    preds = logits.reshape(-1) if regression else logits.argmax(-1)
-    return [{"suite": "glue", "task": name, "metric": m, "value": v, "seed": seed}
-            for m, v in glue_metrics(name, preds, np.asarray(dev["label"])).items()]
+        logits = {t: np.asarray(trainer.predict(d).predictions) for t, d in devs.items()}
+    records = []
+    for t, d in devs.items():
+        preds = logits[t].reshape(-1) if regression else logits[t].argmax(-1)
+        records += [{"suite": "glue", "task": t, "metric": m, "value": v, "seed": seed}
+                    for m, v in glue_metrics(name, preds, np.asarray(d["label"])).items()]
+    return records
 
 # %% ../nbs/04_evals.ipynb #a9a2c3d5
 def glue_majority(task:str,              # a GLUE task in GLUE_FINETUNE_TASKS

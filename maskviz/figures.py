@@ -17,7 +17,7 @@ from .analysis import seed_means
 from .checks import check, integer, one_of, optional
 from .corpora import UPOS_TAGS, encode_texts
 from .maskers import MaskedBatch, Vocab, make_masker
-from .metrics import METRICS
+from .metrics import METRICS, measure_label
 from .schedules import PAPER_SCHEDULES, Schedule, constant, mean_rate, schedule_frame
 
 # %% auto #0
@@ -231,6 +231,8 @@ def plot_divergence(divergence:pd.DataFrame, # mask_profiles(...)["divergence"]:
 # %% ../nbs/06a_figures.ipynb #7f6ffce7
 SUMMARY_COLUMNS = {  # summary column -> its name in the table
     "policy": "policy", "realised_rate": "realised rate", "entity_share": "entity share", "zipf_exponent": "Zipf s",
+    "zipf_low": "Zipf s, 95% low", "zipf_high": "Zipf s, 95% high",
+    "corpus_zipf_same_size": "corpus Zipf s at this sample size",
     "js_pos": "JS to corpus (POS)", "js_rank": "JS to corpus (rank)", "mean_log10_rank": "mean log10 rank"}
 
 def summary_table(summary:pd.DataFrame, # mask_profiles(...)["summary"]
@@ -242,7 +244,8 @@ def summary_table(summary:pd.DataFrame, # mask_profiles(...)["summary"]
     d = summary[np.isclose(summary.rate, rate)]
     d = d[d.policy.isin(_policies(d, policies))]
     corpus = {"policy": "corpus", "realised_rate": np.nan, "entity_share": d.corpus_entity_share.iloc[0],
-              "zipf_exponent": d.corpus_zipf_exponent.iloc[0], "mean_log10_rank": d.corpus_mean_log10_rank.iloc[0],
+              "zipf_exponent": d.corpus_zipf_exponent.iloc[0], "zipf_low": np.nan, "zipf_high": np.nan,
+              "corpus_zipf_same_size": np.nan, "mean_log10_rank": d.corpus_mean_log10_rank.iloc[0],
               "js_pos": 0.0, "js_rank": 0.0}
     table = pd.concat([d, pd.DataFrame([corpus])], ignore_index=True)[list(SUMMARY_COLUMNS)]
     return table.rename(columns=SUMMARY_COLUMNS)
@@ -350,10 +353,16 @@ def mask_html(batch:dict,           # the batch that was masked (e.g. from encod
 # %% ../nbs/06a_figures.ipynb #95818697
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
+_SUITE_NAMES = {"blimp": "BLiMP", "mlm": "MLM", "glue": "GLUE"}
+
 def _label(traj:pd.DataFrame) -> str:
-    "A title for a trajectory frame: its suite, task and metric, leaving out the ones that vary."
-    parts = [str(traj[c].iloc[0]) for c in ("suite", "task", "metric") if traj[c].nunique() == 1]
-    return " · ".join(p.split(":", 1)[-1] for p in parts) or "value"
+    "A title for a trajectory frame in words: 'BLiMP overall', 'MLM loss at 15% masking', 'GLUE accuracy by task'."
+    one = {c: str(traj[c].iloc[0]) for c in ("suite", "task", "metric") if traj[c].nunique() == 1}
+    if len(one) == 3: return measure_label(one["suite"], one["task"], one["metric"])
+    metric = METRICS[one["metric"]].label if one.get("metric") in METRICS else one.get("metric", "value")
+    suite = _SUITE_NAMES.get(one.get("suite"), one.get("suite", ""))
+    words = metric if metric.startswith(suite) else f"{suite} {metric}".strip()
+    return words + ("" if "task" in one else " at each masking rate" if suite == "MLM" else " by task")
 
 def _rate_traces(fig:go.Figure, rates:pd.DataFrame, color:dict, key:str):
     "Each line's masking rate (that of its first run), dotted, on the right axis."

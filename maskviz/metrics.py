@@ -4,6 +4,8 @@
 
 # %% ../nbs/04a_metrics.ipynb #0377f383
 from __future__ import annotations
+import re, string
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,7 +14,8 @@ import numpy as np
 # (the CLI's fast start included) reads this table
 
 # %% auto #0
-__all__ = ['METRICS', 'TASK_METRICS', 'Metric', 'get_metric', 'task_metrics', 'headline']
+__all__ = ['METRICS', 'TASK_METRICS', 'normalize_answer', 'exact_match', 'token_f1', 'Metric', 'get_metric', 'task_metrics',
+           'headline', 'measure_label']
 
 # %% ../nbs/04a_metrics.ipynb #6a39990f
 def _pair(preds, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +64,48 @@ def _spearman(preds, labels) -> float:
     xy = _scores(preds, labels)
     return float("nan") if xy is None else float(spearmanr(*xy).statistic)
 
+# %% ../nbs/04a_metrics.ipynb #84cc51c5
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+def normalize_answer(text:str) -> str:
+    "SQuAD v1.1's answer normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."
+    return " ".join(_ARTICLES.sub(" ", str(text).lower().translate(_PUNCTUATION)).split())
+
+def _golds(answers) -> list[str]:
+    "A question's gold answers as a non-empty list of strings."
+    golds = [answers] if isinstance(answers, str) else list(answers)
+    if not golds: raise ValueError("a question needs at least one gold answer, got none")
+    return golds
+
+def _token_f1(prediction:str, gold:str) -> float:
+    "Token F1 of one normalised prediction against one normalised gold answer."
+    pred, ref = prediction.split(), gold.split()
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0: return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+def exact_match(prediction:str, answers) -> float:
+    "1.0 if the prediction equals one of the gold `answers` (a string or a list of them) after normalisation."
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(a) for a in _golds(answers)))
+
+def token_f1(prediction:str, answers) -> float:
+    "The best token F1 of the prediction against the gold `answers` (a string or a list of them), normalised."
+    pred = normalize_answer(prediction)
+    return max(_token_f1(pred, normalize_answer(a)) for a in _golds(answers))
+
+def _qa_mean(score:Callable) -> Callable:
+    "The mean of `score(prediction, answers)` over the questions: a Metric's compute(preds, labels)."
+    def compute(preds, labels) -> float:
+        preds, labels = list(preds), list(labels)
+        if len(preds) != len(labels) or not preds:
+            raise ValueError(f"predictions and gold answer lists must be non-empty and as many, got {len(preds)} "
+                             f"and {len(labels)}")
+        return float(np.mean([score(p, a) for p, a in zip(preds, labels)]))
+    return compute
+
 # %% ../nbs/04a_metrics.ipynb #6aa166ef
 @dataclass(frozen=True)
 class Metric:
@@ -89,6 +134,8 @@ METRICS = {m.name: m for m in [  # name -> Metric, every metric evals.jsonl reco
     Metric("pll_accuracy", "BLiMP accuracy (PLL)", bounds=(0.0, 1.0)),
     Metric("pll_word_l2r_accuracy", "BLiMP accuracy (PLL-word-l2r)", bounds=(0.0, 1.0)),
     Metric("loss", "MLM loss", higher_is_better=False),  # cross-entropy in nats, unbounded above
+    Metric("exact_match", "exact match", bounds=(0.0, 1.0), compute=_qa_mean(exact_match)),  # QA: (answer, golds)
+    Metric("token_f1", "token F1", bounds=(0.0, 1.0), compute=_qa_mean(token_f1)),
 ]}
 
 # %% ../nbs/04a_metrics.ipynb #b59dacc7
@@ -107,6 +154,7 @@ TASK_METRICS = {  # suite -> task -> the metrics its records hold, headline firs
         "qqp": ("f1", "accuracy"),
         "stsb": ("spearman", "pearson"),
         "mnli": ("accuracy",),  # on the matched validation set
+        "mnli-mm": ("accuracy",),  # the same fine-tune on the mismatched one, where the data has it
         "qnli": ("accuracy",),
         "rte": ("accuracy",),
         "wnli": ("accuracy",),
@@ -114,6 +162,7 @@ TASK_METRICS = {  # suite -> task -> the metrics its records hold, headline firs
     },
     "blimp": {None: ("pll_accuracy", "pll_word_l2r_accuracy")},  # Salazar et al.'s PLL; Kauf & Ivanova's
     "mlm": {None: ("loss", "accuracy")},
+    "qa": {None: ("exact_match", "token_f1")},  # closed-book WebQuestions, ROPES (Ye et al. report EM, as accuracy)
 }
 
 # %% ../nbs/04a_metrics.ipynb #fafe1090
@@ -135,3 +184,20 @@ def headline(suite:str,    # a suite of TASK_METRICS: "glue", "blimp" or "mlm"
             )->Metric:      # the metric whose number enters averages, trajectories and tables
     "The headline metric of `task` in `suite`."
     return task_metrics(suite, task)[0]
+
+# %% ../nbs/04a_metrics.ipynb #053ee8e3
+_GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI-m",
+               "mnli-mm": "MNLI-mm", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "average": "GLUE average"}
+
+def measure_label(suite:str, task:str, metric:str) -> str:
+    "Words for an evaluation number: 'GLUE average', 'MRPC F1', 'BLiMP overall', 'MLM loss at 15% masking'."
+    name = METRICS[metric].label if metric in METRICS else metric
+    if suite == "glue":
+        return _GLUE_NAMES.get(task, task) + ("" if task == "average" else f" {name}")
+    if suite == "blimp":
+        what = task.split(":", 1)[-1].replace("_", "-" if task.startswith("field:") else " ")  # syntax-semantics
+        variant = "" if metric == "pll_accuracy" else f" ({name})"
+        return f"BLiMP {what}{variant}"
+    if suite == "mlm" and task.startswith("rate="):
+        return f"{name if name.startswith('MLM') else f'MLM {name}'} at {float(task[5:]):.0%} masking"
+    return f"{suite} {task} {name}"

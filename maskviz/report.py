@@ -13,15 +13,16 @@ import plotly.offline
 
 import maskviz
 from .analysis import Runs, load_runs, mask_profiles, speedup_to_target, trajectory
+from .compare import default_baseline
 from .corpora import make_blocks
-from .data import load_corpus, load_tokenizer
+from .data import load_corpus, load_tokenizer, quiet_libraries
 from .metrics import TASK_METRICS
 from .figures import (plot_comparison, plot_mask_profiles, plot_rank_bins, plot_schedules, plot_speedups,
                              plot_training, plot_trajectories, plot_trajectory_grid, summary_table)
 from .schedules import parse_schedule
 
 # %% auto #0
-__all__ = ['HEADLINES', 'SPEEDUPS', 'default_baseline', 'run_summary', 'report_sections', 'report_html', 'write_report']
+__all__ = ['HEADLINES', 'SPEEDUPS', 'run_summary', 'report_sections', 'report_html', 'write_report']
 
 # %% ../nbs/06b_report.ipynb #0ad911cf
 HEADLINES = {  # summary column -> (suite, task, metric) of the evaluation it shows
@@ -35,11 +36,6 @@ SPEEDUPS = {"BLiMP speedup": "BLiMP", "GLUE speedup": "GLUE"}  # summary column 
 def _evaluated(runs:Runs, suite:str, task:str, metric:str) -> bool:
     ev = runs.evals
     return bool(((ev.suite == suite) & (ev.task == task) & (ev.metric == metric)).any())
-
-def default_baseline(runs:Runs) -> str|None:
-    "The group of the runs at a constant 15% masking rate (BERT's), if any: the reference for speedups."
-    base = runs.configs[runs.configs.schedule.map(lambda s: str(parse_schedule(s)) == "constant(0.15)")]
-    return base.group.iloc[0] if len(base) and runs.configs.group.nunique() > 1 else None
 
 def run_summary(runs:Runs,           # from analysis.load_runs
                 baseline:str=None,   # a group (or run) to measure speedups against; None: `default_baseline`
@@ -65,6 +61,41 @@ def run_summary(runs:Runs,           # from analysis.load_runs
     return out.reset_index()
 
 # %% ../nbs/06b_report.ipynb #c0a81488
+def _blimp_baseline_section(runs:Runs, max_lines:int=20_000) -> list:
+    """The runs' final BLiMP accuracy per paradigm beside scorers that know no grammar (evals.blimp_baselines): the
+    unigram log-probability of each sentence, counted on the first run's corpus, and its length."""
+    from maskviz.evals import blimp_baselines
+    first = runs.configs.iloc[0]
+    c, path = first.config, Path(first.path)
+    ev = runs.evals[(runs.evals.suite == "blimp") & (runs.evals.metric == "pll_accuracy")]
+    last = ev[ev.step == ev.run.map(ev.groupby("run").step.max())]
+    paradigms = sorted(t for t in set(last.task) if ":" not in t and t != "overall")
+    try:
+        tok = load_tokenizer(path/"tokenizer")
+        lines = min(c["max_lines"] or max_lines, max_lines)
+        corpus = load_corpus(c["corpus"], split=c["split"], max_lines=lines, data_dir=c["data_dir"])
+        base = blimp_baselines(tok, corpus, paradigms, c["eval_blimp_limit"], c["data_dir"])
+    except (OSError, ValueError) as e:
+        return [("BLiMP beside trivial baselines", f"Skipped: the baselines could not be computed ({e}).", None)]
+    base = base[base.level.isin(["paradigm", "overall"])].pivot_table(index="name", columns="baseline",
+                                                                       values="accuracy")
+    models = last.assign(group=last.run.map(runs.configs.set_index("run").group)).pivot_table(
+        index="task", columns="group", values="value", aggfunc="mean")
+    table = base[["unigram", "length"]].join(models[list(dict.fromkeys(runs.configs.group))]).round(3)
+    table = table.loc[[*paradigms, "overall"]].rename_axis("paradigm")
+    trivial = [p for p in paradigms if table.loc[p, ["unigram", "length"]].max() >= 0.9]
+    best_trivial = table[["unigram", "length"]].max(axis=1)
+    beaten = [p for p in paradigms if (table.loc[p].drop(["unigram", "length"]) > best_trivial[p] + 0.05).any()]
+    text = (f"Final accuracy (mean over each group's runs) beside two scorers that know no grammar: the sum of the "
+            f"sentence's unigram log-probabilities (add-one counts on the first {lines:,} lines of the training "
+            f"corpus) "
+            f"and its length (shorter wins; a tie counts half). "
+            + (f"A trivial scorer reaches 0.9 or more on {', '.join(trivial)}: a model's accuracy there says little "
+               f"about grammar. " if trivial else "")
+            + f"Some group is more than 0.05 above both baselines on {len(beaten)} of {len(paradigms)} paradigms"
+            + (f" ({', '.join(beaten)})." if beaten else "."))
+    return [("BLiMP beside trivial baselines", text, table)]
+
 def _mask_section(runs:Runs, max_blocks:int) -> list:
     "POS and Zipf figures of the runs' policies at their schedules' start and end rates, on their corpus (or a note)."
     first = runs.configs.iloc[0]
@@ -90,7 +121,8 @@ def _mask_section(runs:Runs, max_blocks:int) -> list:
     shown = ", ".join(f"{r:.0%}" for r in rates)
     text = (f"{len(blocks)} blocks of {c['block_size']} tokens of {c['corpus']!s}, masked with the runs' policies at "
             f"the start and end rates of their schedules ({shown}); the grey bars are the corpus.")
-    out = [("What the policies mask", text, summary_table(profiles["summary"], rates[0]))]
+    table = pd.concat([summary_table(profiles["summary"], r).assign(rate=f"{r:.0%}") for r in rates], ignore_index=True)
+    out = [("What the policies mask", text, table[["rate", *table.columns.drop("rate")]])]  # every rate the text names
     out += [(f"POS tags and Zipf plot of the masked tokens at {r:.0%}", "",
              plot_mask_profiles(profiles, r, max_points=None)) for r in rates]
     out.append(("Frequency ranks of the masked tokens", "", plot_rank_bins(profiles["rank"], rates[-1])))
@@ -160,6 +192,7 @@ def _tasks(runs:Runs, suite:str, prefix:str="") -> list[str]:
 def report_sections(runs:Runs,          # from analysis.load_runs
                     baseline:str=None,  # the group for speedups; None: `default_baseline`
                     mask_stats:bool=True, # include what the policies mask (reads and annotates the first run's corpus)
+                    blimp_baselines:bool=True, # BLiMP beside unigram and length scorers (reads the first run's corpus)
                     max_blocks:int=200,  # blocks for the mask statistics
                     paper:dict=None,     # the paper's numbers {measure, source, values: {group: value}}; None: the
                                          # sweep's (sweep.yaml beside the runs), if any
@@ -191,6 +224,7 @@ def report_sections(runs:Runs,          # from analysis.load_runs
         if phen := _tasks(runs, "blimp", "phenomenon:"):
             grid = plot_trajectory_grid(pd.concat([trajectory(runs, "blimp", t, "pll_accuracy") for t in phen]))
             out.append(("BLiMP by phenomenon", "", grid))
+        if blimp_baselines: out += _blimp_baseline_section(runs)
     if _evaluated(runs, "glue", "average", "headline"):
         curve("GLUE average", "The mean of each task's headline metric (WNLI left out).", "glue", "average", "headline")
         tasks = [t for t in _tasks(runs, "glue") if t in TASK_METRICS["glue"] and t != "average"]
@@ -253,5 +287,6 @@ def write_report(runs,                       # run folders, a folder of them, or
         raise ValueError(f"the report is an HTML page: name it .html, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the folder {str(out.parent)!r} of the report does not exist; create it first")
-    out.write_text(report_html(runs, title, **options), encoding="utf-8")
+    with quiet_libraries():  # tokenizing the corpus for the mask statistics: no bars, no length warnings
+        out.write_text(report_html(runs, title, **options), encoding="utf-8")
     return out

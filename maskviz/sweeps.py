@@ -169,12 +169,13 @@ def _resumable(cell:Cell) -> Cell:
 # %% ../nbs/03b_sweeps.ipynb #6349bfc3
 def train_cell(config:dict,          # PretrainConfig.to_dict() of the cell
                threads:int=None,     # torch threads in this process; None: torch's default
+               callbacks:Sequence=(), # more TrainerCallbacks (in this process only: the sweep's step bar)
               )->str:                # the run folder
     "Pretrain one cell (resuming it if it was started); what each engine's worker runs."
     import torch
     if threads: torch.set_num_threads(threads)
     from maskviz.trainers import pretrain
-    return str(pretrain(PretrainConfig(**config)))
+    return str(pretrain(PretrainConfig(**config), callbacks=callbacks))
 
 def _train_tokenizers(cells:list[Cell], say:Callable):
     "Train each shared tokenizer the cells name and that does not exist yet."
@@ -208,12 +209,14 @@ def _claim(cell:Cell, sweep:Sweep):
                              "labels": cell.labels})
 
 # %% ../nbs/03b_sweeps.ipynb #4e93bf4e
-def _run_local(cells, on_done, jobs:int=1, threads:int=None):
-    "This machine: in this process one after another, or `jobs` worker processes with the cores split between them."
+def _run_local(cells, on_done, jobs:int=1, threads:int=None, callbacks:Callable=lambda cell: ()):
+    """This machine: in this process one after another (with `callbacks(cell)`), or `jobs` worker processes with the
+    cores split between them."""
     if jobs == 1:
         for cell in cells:
             t = time.perf_counter()
-            try: train_cell(cell.config.to_dict(), threads); on_done(cell, time.perf_counter() - t, None)
+            config = dataclasses.replace(cell.config, progress_bar=False).to_dict()  # the sweep's bar is the one bar
+            try: train_cell(config, threads, callbacks(cell)); on_done(cell, time.perf_counter() - t, None)
             except Exception as e: on_done(cell, time.perf_counter() - t, e)  # noqa: BLE001 - the next cells still run
         return
     import multiprocessing as mp
@@ -267,6 +270,47 @@ class SweepResult:
     skipped: list               # the cells that were done already
     failed: dict                # cell name -> the error's text
 
+class _StepBar:
+    """The sweep's one progress bar, in optimizer steps over all the cells it trains (so its ETA spans runs and their
+    evaluations): moved at each step of a cell trained in this process, else when a cell ends."""
+    def __init__(self, cells:list, desc:str, quiet:bool):
+        from tqdm.auto import tqdm
+        self.at = {c.name: _resumed_step(c) for c in cells}  # cell -> the step it has reached
+        self.total = sum(c.config.steps for c in cells)
+        self.bar = tqdm(total=self.total, initial=self.done, desc=desc,
+                        unit="step", disable=quiet, file=sys.stdout, dynamic_ncols=True, smoothing=0,  # ETA: mean rate
+                        mininterval=0.5 if sys.stdout.isatty() else 30)  # a log file gets a line every 30 s
+
+    @property
+    def done(self) -> int: return sum(self.at.values())  # steps reached over all cells
+
+    def to(self, cell:Cell, step:int):
+        "The cell has reached `step`."
+        if step > self.at[cell.name]: self.bar.update(step - self.at[cell.name]); self.at[cell.name] = step
+
+    def callbacks(self, cell:Cell) -> list:
+        "A TrainerCallback that moves the bar with each optimizer step of `cell`."
+        from transformers import TrainerCallback
+        bar = self
+        class _Steps(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs): bar.to(cell, state.global_step)
+        self.bar.set_postfix_str(cell.name)
+        return [_Steps()]
+
+    def write(self, text:str):
+        if not self.bar.disable: self.bar.write(text)
+    def close(self): self.bar.close()
+
+def _resumed_step(cell:Cell) -> int:
+    "The step the cell's training resumes from: its last checkpoint's, else 0."
+    run = RunDir(cell.config.output_dir)
+    return max(run.checkpoints(), default=0) if RunDir.is_run(run.path) and run.checkpoints_dir.is_dir() else 0
+
+def _last_loss(cell:Cell) -> str:
+    "', train loss X' from the cell's last metrics line, if any."
+    metrics = RunDir(cell.config.output_dir).read("metrics")
+    return f", train loss {metrics[-1]['loss']:.3f}" if metrics and "loss" in metrics[-1] else ""
+
 def _say(quiet:bool) -> Callable:
     return (lambda m: None) if quiet else (lambda m: print(m, flush=True))
 
@@ -296,22 +340,21 @@ def run_sweep(sweep:Sweep,                # the sweep (see load_sweep)
     (sweep.path/"sweep.yaml").write_text(yaml.safe_dump(sweep.to_dict(), sort_keys=False))
     _train_tokenizers(todo, say)
     for c in todo: _claim(c, sweep)
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="cell", disable=quiet, file=sys.stdout)
+    bar = _StepBar(todo, f"sweep {sweep.name}", quiet)
     def on_done(cell, seconds, error):
+        bar.to(cell, cell.config.steps)
         if error is None:
             try: _finish(cell, seconds, sweep.checkpoints)
             except Exception as e: error = e  # noqa: BLE001
         if error is None:
             result.trained.append(cell.name)
-            bar.write(f"  done     {cell.name} in {seconds:.0f} s")
+            bar.write(f"  done     {cell.name} in {seconds:.0f} s{_last_loss(cell)}")
         else:
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             result.failed[cell.name] = f"{type(error).__name__}: {first}"
             bar.write(f"  FAILED   {cell.name}: {result.failed[cell.name]}")
             if os.environ.get("MASKVIZ_DEBUG"): traceback.print_exception(error)
-        bar.update()
-    if engine == "local": _run_local(todo, on_done, jobs, engine_options.get("threads"))
+    if engine == "local": _run_local(todo, on_done, jobs, engine_options.get("threads"), bar.callbacks)
     elif engine == "ray": _run_ray(todo, on_done, **engine_options)
     else: _run_submitit(todo, on_done, sweep.path/".submitit", **engine_options)
     bar.close()
@@ -378,8 +421,9 @@ def load_sweep(source:str|Path,             # a sweep YAML file or a preset name
         raise ValueError(f"{source!r} is neither a sweep file nor a preset{hint} "
                          f"The presets: {', '.join(SWEEP_PRESETS)}")
     if overrides:
-        base = apply_overrides(PretrainConfig(**_yaml_numbers(dict(sweep.base))), overrides).to_dict()
-        changed = {k: v for k, v in base.items() if v != PretrainConfig(**_yaml_numbers(dict(sweep.base))).to_dict()[k]}
+        before = PretrainConfig(**_yaml_numbers(dict(sweep.base)))
+        after = apply_overrides(before, overrides).to_dict()
+        changed = {k: v for k, v in after.items() if v != before.to_dict()[k]}
         if axes := sorted(set(changed) & set(sweep.grid)):
             raise ValueError(f"{', '.join(axes)} is an axis of the sweep's grid, which sets it for each cell; edit the "
                              f"grid in a sweep file instead of overriding it")

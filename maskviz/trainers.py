@@ -17,7 +17,7 @@ from transformers.models.bert.modeling_bert import BertModel, BertPreTrainedMode
 from .checks import check, one_of
 from .config import PretrainConfig
 from .corpora import make_blocks
-from .data import load_corpus, load_tokenizer, train_wordpiece
+from .data import load_corpus, load_tokenizer, quiet_libraries, train_wordpiece
 from .hf import MaskingTrainer, _needs
 from .maskers import POLICIES, make_masker
 from .records import RunDir
@@ -230,12 +230,21 @@ class MaskvizTrainer(MaskingTrainer):
         self.accelerator.wait_for_everyone()
 
 # %% ../nbs/03_trainers.ipynb #a2b478a7
+def _lr_schedule(config:PretrainConfig) -> tuple[str, dict]:
+    "The Trainer's learning-rate scheduler and its options: the config's decay, ending at `lr_floor * lr`."
+    if not config.lr_floor: return config.lr_schedule, {}
+    if config.lr_schedule == "linear":  # polynomial decay of power 1 is linear from lr down to lr_end
+        return "polynomial", {"lr_end": config.lr * config.lr_floor, "power": 1.0}
+    return "cosine_with_min_lr", {"min_lr_rate": config.lr_floor}  # the config allows linear and cosine only
+
 def _training_args(config:PretrainConfig, run:RunDir) -> TrainingArguments:
     "The Trainer's arguments for `config`."
+    schedule, schedule_options = _lr_schedule(config)
     return TrainingArguments(
         output_dir=str(run.checkpoints_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup, lr_scheduler_type=config.lr_schedule, optim=config.optimizer,
+        warmup_steps=config.warmup, lr_scheduler_type=schedule, lr_scheduler_kwargs=schedule_options,
+        optim=config.optimizer,
         max_grad_norm=config.max_grad_norm, logging_steps=config.log_every, save_strategy="steps",
         save_steps=config.save_every, seed=config.seed, bf16=config.bf16, torch_compile=config.compile,
         use_cpu=not torch.cuda.is_available(), report_to=list(config.report_to), run_name=run.path.name,
@@ -256,7 +265,7 @@ def pretrain(config:PretrainConfig,          # the run's config
     run = RunDir(config.output_dir)
     check("policy", config.policy, one_of(sorted(POLICIES)))  # before anything is written
     args = _training_args(config, run)
-    with run.lock() if args.process_index == 0 else contextlib.nullcontext():
+    with run.lock() if args.process_index == 0 else contextlib.nullcontext(), quiet_libraries(not config.progress_bar):
         with args.main_process_first(desc="run folder"):  # the main process claims the folder, the others then read it
             if args.process_index == 0:
                 run.start(config.to_dict(), overwrite=overwrite)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evals.ipynb #bfce8cfd
 from __future__ import annotations
-import dataclasses, tempfile
+import dataclasses, math, tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -20,14 +20,15 @@ from .corpora import make_blocks
 from .data import data_source, load_corpus, quiet_libraries
 from .evalsets import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, glue_files, load_blimp, load_glue
 from .maskers import make_masker
-from .metrics import TASK_METRICS, headline, task_metrics
+from .metrics import TASK_METRICS, headline, normalize_answer, task_metrics
 from .records import RunDir, load_pretrained
 
 # %% auto #0
 __all__ = ['MLM_HEADS', 'BLIMP_BASELINES', 'GLUE_AVERAGE_EXCLUDES', 'GLUE_FINETUNE_TASKS', 'GLUE_OPTIONS', 'MLM_MASK_CHUNK',
            'SUITES', 'masked_copies', 'pll_scores', 'blimp_scores', 'blimp_accuracy', 'blimp_baselines', 'glue_metrics',
            'glue_average', 'glue_tasks_present', 'glue_finetune', 'glue_majority', 'mlm_eval', 'evaluate',
-           'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run']
+           'suite_evaluator', 'run_evaluator', 'checkpoint_steps', 'evaluate_run', 'seen_answers', 'qa_scores',
+           'generate_answers']
 
 # %% ../nbs/04_evals.ipynb #a13730ea
 def masked_copies(ids:Sequence[int],        # token ids of one sentence, special tokens included
@@ -527,4 +528,66 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
         for suite in todo:
             recs = evaluators[suite](model, tok, s)
             run.append("evals", recs); out += recs
+    return out
+
+# %% ../nbs/04_evals.ipynb #a79d3f92
+def _gold_list(answers) -> list[str]: return [answers] if isinstance(answers, str) else list(answers)
+
+def seen_answers(answers:Sequence,        # each question's gold answers (a string or a list of them)
+                 train_answers:Iterable,  # the training questions' gold answers, likewise
+                )->np.ndarray:            # bool per question: one of its answers is a training answer
+    "Which questions have a gold answer that is also a training question's answer, after normalisation."
+    seen = {normalize_answer(a) for golds in train_answers for a in _gold_list(golds)}
+    return np.array([any(normalize_answer(a) in seen for a in _gold_list(g)) for g in answers], dtype=bool)
+
+def qa_scores(predictions:Sequence[str], # one generated answer per question
+              answers:Sequence,          # each question's gold answers
+              task:str,                  # the records' task, e.g. "webquestions"
+              seen:Sequence[bool]=None,  # seen_answers(...): also score TASK:seen and TASK:unseen apart
+             )->list[dict]:              # records of suite "qa": exact_match and token_f1, with n questions
+    "Exact match and token F1 of generated answers, overall and (given `seen`) on seen and unseen answers apart."
+    if len(predictions) != len(answers) or not len(predictions):
+        raise ValueError(f"need one prediction per question, got {len(predictions)} predictions for "
+                         f"{len(answers)} questions")
+    parts = {task: np.ones(len(predictions), dtype=bool)}
+    if seen is not None:
+        seen = np.asarray(seen, dtype=bool)
+        if seen.shape != (len(predictions),):
+            raise ValueError(f"seen must have one entry per question ({len(predictions)}), got shape {seen.shape}")
+        parts.update({f"{task}:seen": seen, f"{task}:unseen": ~seen})
+    out = []
+    for name, keep in parts.items():
+        p = [x for x, k in zip(predictions, keep) if k]
+        a = [x for x, k in zip(answers, keep) if k]
+        out += [{"suite": "qa", "task": name, "metric": m.name, "value": m(p, a) if p else math.nan, "n": len(p)}
+                for m in task_metrics("qa", name)]
+    return out
+
+# %% ../nbs/04_evals.ipynb #6a56e35a
+def generate_answers(model,                   # a text-to-text model (e.g. BartForConditionalGeneration)
+                     tokenizer,               # its tokenizer
+                     sources:Sequence[str],   # the inputs, e.g. questions
+                     batch_size:int=32,       # sources per generate() call
+                     max_length:int=512,      # source tokens, longer ones truncated
+                     max_new_tokens:int=32,   # answer tokens
+                     num_beams:int=1,         # 1: greedy
+                     quiet:bool=False,        # no progress bar
+                    )->list[str]:             # the decoded answers, in the order of `sources`
+    "Batched generation: sources sorted by length (less padding), answers returned in their order."
+    check("batch_size", batch_size, POSITIVE)
+    check("num_beams", num_beams, POSITIVE)
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    out, device, was_training = [None] * len(sources), _device(model), model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for s in tqdm(range(0, len(order), batch_size), desc="Generating", disable=quiet):
+                idx = order[s:s + batch_size]
+                enc = tokenizer([sources[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                                return_tensors="pt")
+                ids = model.generate(input_ids=enc["input_ids"].to(device),
+                                     attention_mask=enc["attention_mask"].to(device), max_new_tokens=max_new_tokens,
+                                     num_beams=num_beams, do_sample=False)
+                for i, text in zip(idx, tokenizer.batch_decode(ids, skip_special_tokens=True)): out[i] = text.strip()
+    finally: model.train(was_training)
     return out

@@ -260,6 +260,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'maskviz.figures._group_colors': ('figures.html#_group_colors', 'maskviz/figures.py'),
                                  'maskviz.figures._label': ('figures.html#_label', 'maskviz/figures.py'),
                                  'maskviz.figures._log_thinned': ('figures.html#_log_thinned', 'maskviz/figures.py'),
+                                 'maskviz.figures._metric_words': ('figures.html#_metric_words', 'maskviz/figures.py'),
                                  'maskviz.figures._pick_rate': ('figures.html#_pick_rate', 'maskviz/figures.py'),
                                  'maskviz.figures._policies': ('figures.html#_policies', 'maskviz/figures.py'),
                                  'maskviz.figures._policy_colors': ('figures.html#_policy_colors', 'maskviz/figures.py'),

@@ -359,10 +359,13 @@ def _label(traj:pd.DataFrame) -> str:
     "A title for a trajectory frame in words: 'BLiMP overall', 'MLM loss at 15% masking', 'GLUE accuracy by task'."
     one = {c: str(traj[c].iloc[0]) for c in ("suite", "task", "metric") if traj[c].nunique() == 1}
     if len(one) == 3: return measure_label(one["suite"], one["task"], one["metric"])
-    metric = METRICS[one["metric"]].label if one.get("metric") in METRICS else one.get("metric", "value")
-    suite = _SUITE_NAMES.get(one.get("suite"), one.get("suite", ""))
-    words = metric if metric.startswith(suite) else f"{suite} {metric}".strip()
-    return words + ("" if "task" in one else " at each masking rate" if suite == "MLM" else " by task")
+    words = _metric_words(one.get("suite", ""), one.get("metric", "value"))
+    return words + ("" if "task" in one else " at each masking rate" if one.get("suite") == "mlm" else " by task")
+
+def _metric_words(suite:str, metric:str) -> str:
+    "A suite's metric in words: 'BLiMP accuracy (PLL)', 'MLM loss', 'GLUE accuracy'."
+    label, name = METRICS[metric].label if metric in METRICS else metric, _SUITE_NAMES.get(suite, suite)
+    return label if label.startswith(name) else f"{name} {label}".strip()
 
 def _rate_traces(fig:go.Figure, rates:pd.DataFrame, color:dict, key:str):
     "Each line's masking rate (that of its first run), dotted, on the right axis."
@@ -454,7 +457,10 @@ def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLi
     tasks = sorted(traj.task.unique(), key=_task_order)
     groups = list(dict.fromkeys(traj.group))
     color, rows, cols = _group_colors(groups, colors), math.ceil(len(tasks) / cols), min(cols, len(tasks))
-    names = [t.split(":", 1)[-1].replace("_", " ") for t in tasks]
+    suite = traj.suite.iloc[0]
+    metric_of = {t: traj.metric[traj.task == t].iloc[0] for t in tasks}  # GLUE: each task its own headline
+    names = [measure_label(suite, t, metric_of[t]) if suite == "glue" else t.split(":", 1)[-1].replace("_", " ")
+             for t in tasks]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_text(n) for n in names], shared_xaxes=True,
                         vertical_spacing=min(0.12, 0.5 / rows), horizontal_spacing=0.06)
     stats = seed_means(traj, by=("group", "task", "step"))
@@ -467,10 +473,13 @@ def plot_trajectory_grid(traj:pd.DataFrame, # a trajectory of several tasks (BLi
                             row=row, col=col,
                             hovertemplate=(f"{_text(group)}: %{{y:.4g}} at step %{{x:,}}"
                                            f"<extra>{_text(names[i])}</extra>"))
-        fig.update_yaxes(range=_value_range(traj.metric.iloc[0], stats[stats.task == task]["mean"]), row=row, col=col)
+        fig.update_yaxes(range=_value_range(metric_of[task], stats[stats.task == task]["mean"]), row=row, col=col)
     fig.update_annotations(font_size=11)
     kind = "phenomenon" if tasks[0].startswith("phenomenon:") else "task"
-    fig.update_layout(title=title or _text(f"{traj.suite.iloc[0]} {traj.metric.iloc[0]} by {kind}"),
+    metrics = set(metric_of.values())
+    what = (f"{_SUITE_NAMES.get(suite, suite)} by {kind}: each task's headline metric" if len(metrics) > 1
+            else f"{_metric_words(suite, metrics.pop())} by {kind}")
+    fig.update_layout(title=title or _text(what),
                       template="plotly_white",
                       height=max(320, 230 * rows), legend_title_text="run", margin=dict(t=90))
     return fig

@@ -282,10 +282,9 @@ def _summary_row(acc:dict, ranks:np.ndarray, points:int) -> dict:
                 entity_share=ent[0, 0] / ent[:, 0].sum() if ent is not None and masked else math.nan,
                 corpus_entity_share=ent[0, 1] / max(ent[:, 1].sum(), 1) if ent is not None else math.nan,
                 zipf_exponent=_zipf_or_nan(acc["masked_ids"], points)[0],
-                **dict(zip(("zipf_low", "zipf_high"), zipf_bootstrap(acc["masked_ids"], points)[1:])),
                 corpus_zipf_exponent=_zipf_or_nan(acc["selectable_ids"], points)[0],
-                corpus_zipf_same_size=zipf_bootstrap(acc["selectable_ids"], points, size=masked)[0] if masked
-                                      else math.nan,
+                **dict(zip(("corpus_zipf_same_size", "corpus_zipf_same_low", "corpus_zipf_same_high"),
+                           zipf_bootstrap(acc["selectable_ids"], points, size=masked) if masked else (math.nan,) * 3)),
                 js_pos=_js_or_nan(pos[:, 0], pos[:, 1]) if pos is not None else math.nan,
                 js_rank=_js_or_nan(acc["rank"][:, 0], acc["rank"][:, 1]),
                 mean_log10_rank=_mean_log10_rank(acc["masked_ids"], ranks),

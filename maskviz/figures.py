@@ -231,8 +231,7 @@ def plot_divergence(divergence:pd.DataFrame, # mask_profiles(...)["divergence"]:
 # %% ../nbs/06a_figures.ipynb #7f6ffce7
 SUMMARY_COLUMNS = {  # summary column -> its name in the table
     "policy": "policy", "realised_rate": "realised rate", "entity_share": "entity share", "zipf_exponent": "Zipf s",
-    "zipf_low": "Zipf s, 95% low", "zipf_high": "Zipf s, 95% high",
-    "corpus_zipf_same_size": "corpus Zipf s at this sample size",
+    "corpus_zipf_same_low": "random's Zipf s, 95% low", "corpus_zipf_same_high": "random's Zipf s, 95% high",
     "js_pos": "JS to corpus (POS)", "js_rank": "JS to corpus (rank)", "mean_log10_rank": "mean log10 rank"}
 
 def summary_table(summary:pd.DataFrame, # mask_profiles(...)["summary"]
@@ -244,8 +243,8 @@ def summary_table(summary:pd.DataFrame, # mask_profiles(...)["summary"]
     d = summary[np.isclose(summary.rate, rate)]
     d = d[d.policy.isin(_policies(d, policies))]
     corpus = {"policy": "corpus", "realised_rate": np.nan, "entity_share": d.corpus_entity_share.iloc[0],
-              "zipf_exponent": d.corpus_zipf_exponent.iloc[0], "zipf_low": np.nan, "zipf_high": np.nan,
-              "corpus_zipf_same_size": np.nan, "mean_log10_rank": d.corpus_mean_log10_rank.iloc[0],
+              "zipf_exponent": d.corpus_zipf_exponent.iloc[0], "corpus_zipf_same_low": np.nan,
+              "corpus_zipf_same_high": np.nan, "mean_log10_rank": d.corpus_mean_log10_rank.iloc[0],
               "js_pos": 0.0, "js_rank": 0.0}
     table = pd.concat([d, pd.DataFrame([corpus])], ignore_index=True)[list(SUMMARY_COLUMNS)]
     return table.rename(columns=SUMMARY_COLUMNS)

@@ -21,8 +21,8 @@ from maskviz.records import RunDir
 from maskviz.trainers import pretrain
 
 SUMMARY = ["policy", "rate", "realised_rate", "masked", "selectable", "fallback_rows", "entity_share", "corpus_entity_share",
-           "zipf_exponent", "zipf_low", "zipf_high", "corpus_zipf_exponent", "corpus_zipf_same_size",
-           "js_pos", "js_rank", "mean_log10_rank", "corpus_mean_log10_rank"]
+           "zipf_exponent", "corpus_zipf_exponent", "corpus_zipf_same_size", "corpus_zipf_same_low",
+           "corpus_zipf_same_high", "js_pos", "js_rank", "mean_log10_rank", "corpus_mean_log10_rank"]
 
 
 @pytest.fixture(autouse=True)

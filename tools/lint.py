@@ -1,10 +1,11 @@
 """Lint the exported modules, tools/ and benchmarks/ with ruff (its rules are in pyproject.toml).
 
-One finding is not ours to fix: nbdev writes each module's `__all__` itself, wrapping the list at 120 characters
-and then putting `__all__ = ` in front, so its first line can run to 130. Line-length findings inside that generated
-`__all__` are dropped; every other finding fails the check. Exits 1 on any finding.
+One long line is not ours to fix: nbdev writes each module's `__all__` itself, wrapping the names at 120 characters
+and then putting `__all__ = [` in front, so its first line can reach 131. pyproject.toml lets ruff's E501 allow that
+much (so a plain `ruff check` passes too), and this script holds every other line to ruff's `line-length` (120).
+Exits 1 on any finding.
 """
-import json, subprocess, sys
+import json, subprocess, sys, tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +30,21 @@ def main() -> int:
     if run.returncode not in (0, 1):
         print(run.stdout, run.stderr)
         return 1
-    findings = json.loads(run.stdout or "[]")
-    kept = [f for f in findings
-            if not (f["code"] == "E501" and f["location"]["row"] in generated_all_lines(Path(f["filename"])))]
-    for f in kept:
-        print(f"{Path(f['filename']).relative_to(ROOT)}:{f['location']['row']}:{f['location']['column']}: "
-              f"{f['code']} {f['message']}")
+    kept = [(Path(f["filename"]), f["location"]["row"], f["location"]["column"], f"{f['code']} {f['message']}")
+            for f in json.loads(run.stdout or "[]")]
+    limit = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]["line-length"]
+    left_out = 0
+    for path in sorted(p for d in PATHS for p in (ROOT / d).rglob("*.py") if p.name != "_modidx.py"):
+        generated = generated_all_lines(path)
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if len(line) <= limit: continue
+            if i in generated: left_out += 1
+            elif not any(k[:2] == (path, i) for k in kept):
+                kept.append((path, i, limit + 1, f"E501 Line too long ({len(line)} > {limit})"))
+    for path, row, col, text in sorted(kept):
+        print(f"{path.relative_to(ROOT)}:{row}:{col}: {text}")
     print(f"ruff: {len(kept)} finding(s) in {', '.join(PATHS)} "
-          f"({len(findings) - len(kept)} in nbdev's generated __all__ left out)")
+          f"({left_out} long line(s) in nbdev's generated __all__ left out)")
     return 1 if kept else 0
 
 

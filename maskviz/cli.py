@@ -13,7 +13,7 @@ import maskviz
 from .checks import SEED, Check, check, integer, number
 from .config import load_config
 from .records import RunDir, load_pretrained
-from .sweeps import Sweep, plan
+from .sweeps import Sweep, plan, run_sweep
 from .schedules import PAPER_SCHEDULES, budget_frame, mean_rate, parse_schedule
 
 # %% auto #0
@@ -267,7 +267,6 @@ def run_demo(out:str|Path="maskviz-demo",  # SWEEP_DIR
             )->dict:                       # run name -> run folder
     """Train and evaluate the demo's runs as a sweep (finished runs are kept, an interrupted one resumes), then
     fine-tune SST-2 from each run's last checkpoint."""
-    from maskviz.sweeps import run_sweep
     sweep = demo_sweep(out, **options)
     runs = run_sweep(sweep, quiet=quiet).cells
     if glue:

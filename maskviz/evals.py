@@ -20,7 +20,7 @@ from .corpora import make_blocks
 from .data import data_source, load_corpus, quiet_libraries
 from .evalsets import BLIMP_PARADIGMS, GLUE_TASKS, _choose, _glue_task, glue_files, load_blimp, load_glue
 from .maskers import make_masker
-from .metrics import TASK_METRICS, headline, normalize_answer, task_metrics
+from .metrics import TASK_METRICS, gold_answers, headline, normalize_answer, task_metrics
 from .records import RunDir, load_pretrained
 
 # %% auto #0
@@ -531,14 +531,12 @@ def evaluate_run(run_dir:str|Path,        # a run directory with checkpoints
     return out
 
 # %% ../nbs/04_evals.ipynb #a79d3f92
-def _gold_list(answers) -> list[str]: return [answers] if isinstance(answers, str) else list(answers)
-
 def seen_answers(answers:Sequence,        # each question's gold answers (a string or a list of them)
                  train_answers:Iterable,  # the training questions' gold answers, likewise
                 )->np.ndarray:            # bool per question: one of its answers is a training answer
     "Which questions have a gold answer that is also a training question's answer, after normalisation."
-    seen = {normalize_answer(a) for golds in train_answers for a in _gold_list(golds)}
-    return np.array([any(normalize_answer(a) in seen for a in _gold_list(g)) for g in answers], dtype=bool)
+    seen = {normalize_answer(a) for golds in train_answers for a in gold_answers(golds)}
+    return np.array([any(normalize_answer(a) in seen for a in gold_answers(g)) for g in answers], dtype=bool)
 
 def qa_scores(predictions:Sequence[str], # one generated answer per question
               answers:Sequence,          # each question's gold answers

@@ -14,8 +14,8 @@ import numpy as np
 # (the CLI's fast start included) reads this table
 
 # %% auto #0
-__all__ = ['METRICS', 'TASK_METRICS', 'normalize_answer', 'exact_match', 'token_f1', 'Metric', 'get_metric', 'task_metrics',
-           'headline', 'measure_label']
+__all__ = ['METRICS', 'TASK_METRICS', 'normalize_answer', 'gold_answers', 'exact_match', 'token_f1', 'Metric', 'get_metric',
+           'task_metrics', 'headline', 'measure_label']
 
 # %% ../nbs/04a_metrics.ipynb #6a39990f
 def _pair(preds, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +72,7 @@ def normalize_answer(text:str) -> str:
     "SQuAD v1.1's answer normalisation: lower case, no punctuation, no articles (a, an, the), single spaces."
     return " ".join(_ARTICLES.sub(" ", str(text).lower().translate(_PUNCTUATION)).split())
 
-def _golds(answers) -> list[str]:
+def gold_answers(answers) -> list[str]:
     "A question's gold answers as a non-empty list of strings."
     golds = [answers] if isinstance(answers, str) else list(answers)
     if not golds: raise ValueError("a question needs at least one gold answer, got none")
@@ -89,12 +89,12 @@ def _token_f1(prediction:str, gold:str) -> float:
 def exact_match(prediction:str, answers) -> float:
     "1.0 if the prediction equals one of the gold `answers` (a string or a list of them) after normalisation."
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(a) for a in _golds(answers)))
+    return float(any(pred == normalize_answer(a) for a in gold_answers(answers)))
 
 def token_f1(prediction:str, answers) -> float:
     "The best token F1 of the prediction against the gold `answers` (a string or a list of them), normalised."
     pred = normalize_answer(prediction)
-    return max(_token_f1(pred, normalize_answer(a)) for a in _golds(answers))
+    return max(_token_f1(pred, normalize_answer(a)) for a in gold_answers(answers))
 
 def _qa_mean(score:Callable) -> Callable:
     "The mean of `score(prediction, answers)` over the questions: a Metric's compute(preds, labels)."

@@ -83,13 +83,12 @@ def _blimp_baseline_section(runs:Runs, max_lines:int=20_000) -> list:
         index="task", columns="group", values="value", aggfunc="mean")
     table = base[["unigram", "length"]].join(models[list(dict.fromkeys(runs.configs.group))]).round(3)
     table = table.loc[[*paradigms, "overall"]].rename_axis("paradigm")
-    trivial = [p for p in paradigms if table.loc[p, ["unigram", "length"]].max() >= 0.9]
     best_trivial = table[["unigram", "length"]].max(axis=1)
+    trivial = [p for p in paradigms if best_trivial[p] >= 0.9]
     beaten = [p for p in paradigms if (table.loc[p].drop(["unigram", "length"]) > best_trivial[p] + 0.05).any()]
     text = (f"Final accuracy (mean over each group's runs) beside two scorers that know no grammar: the sum of the "
             f"sentence's unigram log-probabilities (add-one counts on the first {lines:,} lines of the training "
-            f"corpus) "
-            f"and its length (shorter wins; a tie counts half). "
+            f"corpus) and its length (shorter wins; a tie counts half). "
             + (f"A trivial scorer reaches 0.9 or more on {', '.join(trivial)}: a model's accuracy there says little "
                f"about grammar. " if trivial else "")
             + f"Some group is more than 0.05 above both baselines on {len(beaten)} of {len(paradigms)} paradigms"

@@ -422,8 +422,8 @@ def load_sweep(source:str|Path,             # a sweep YAML file or a preset name
                          f"The presets: {', '.join(SWEEP_PRESETS)}")
     if overrides:
         before = PretrainConfig(**_yaml_numbers(dict(sweep.base)))
-        after = apply_overrides(before, overrides).to_dict()
-        changed = {k: v for k, v in after.items() if v != before.to_dict()[k]}
+        old = before.to_dict()
+        changed = {k: v for k, v in apply_overrides(before, overrides).to_dict().items() if v != old[k]}
         if axes := sorted(set(changed) & set(sweep.grid)):
             raise ValueError(f"{', '.join(axes)} is an axis of the sweep's grid, which sets it for each cell; edit the "
                              f"grid in a sweep file instead of overriding it")
